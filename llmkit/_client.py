@@ -1,0 +1,419 @@
+"""``LLMClient``: runs the layers in order for each call.
+
+params -> fingerprint/cache -> rate limiter -> router -> transport -> normalize -> result. Async methods are the
+implementation; each sync twin is a one-line wrapper over ``_sync``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import _batch, _sync
+from ._batch import OnResult
+from ._cache import ResponseCache
+from ._fingerprint import fingerprint
+from ._limiter import Permit, RateLimiter
+from ._messages import to_messages
+from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
+from ._result import Completion, StreamDelta
+from ._retry import retrying, wait_s
+from ._router import Router
+from ._status import StatusTracker
+from ._transport import LiteLLMTransport, Request, Transport
+from ._types import Message, MessagesInput
+from .errors import ConfigError, LLMError, RateLimitError, UnsupportedFeatureError
+
+__all__ = ["LLMClient"]
+
+_DEFAULT_OUTPUT_ESTIMATE = 256
+_CHARS_PER_TOKEN = 4
+
+
+@dataclass
+class _Tries:
+    """One call's attempts so far, and the deployment that failed last (the retry avoids it)."""
+
+    count: int = 0
+    last_failed: int | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One call, resolved: a request per capable deployment and the cache keys to look under."""
+
+    requests: dict[int, Request]
+    fingerprints: dict[int, str]
+    tokens: int
+    prefer: str | None
+
+
+def _as_models(models: Model | str | Sequence[Model | str]) -> list[Model]:
+    if isinstance(models, (Model, str)):
+        models = [models]
+    resolved = [Model(m) if isinstance(m, str) else m for m in models]
+    if not resolved:
+        raise ConfigError("LLMClient needs at least one model: LLMClient(models=[Model('openai/gpt-4o-mini')])")
+    return resolved
+
+
+def _as_cache(cache: ResponseCache | str | os.PathLike[str] | None) -> ResponseCache | None:
+    if cache is None or isinstance(cache, ResponseCache):
+        return cache
+    return ResponseCache(cache)
+
+
+def _estimate_tokens(messages: list[Message], sampling: SamplingParams) -> int:
+    """Prompt characters / 4 plus max_tokens: what providers count against tokens-per-minute before answering."""
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    return chars // _CHARS_PER_TOKEN + (sampling.max_tokens or _DEFAULT_OUTPUT_ESTIMATE)
+
+
+class LLMClient:
+    """Many models behind one call: cached, rate-limited, retried and routed.
+
+    ``models``: deployments (or model strings) routed by weight. ``sampling``: defaults for every call (a call's own
+    sampling overrides it; a model's ``sampling`` is the lowest layer). ``cache``: a ``ResponseCache`` or a directory,
+    None for no cache. ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
+    """
+
+    def __init__(
+        self,
+        models: Model | str | Sequence[Model | str],
+        *,
+        sampling: SamplingParams | None = None,
+        limits: RateLimits | None = None,
+        retry: RetryPolicy | None = None,
+        cache: ResponseCache | str | os.PathLike[str] | None = None,
+        transport: Transport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
+    ) -> None:
+        self.models = _as_models(models)
+        self.sampling = sampling
+        self.limits = limits
+        self.retry = retry or RetryPolicy()
+        self.cache = _as_cache(cache)
+        self.status = StatusTracker()
+        self._transport = transport or LiteLLMTransport()
+        self._sleep = sleep
+        self._router = Router(self.models, rng=random.Random(seed), clock=clock)
+        self._limiter = self._new_limiter(limits, clock)
+        self._model_limiters = [self._new_limiter(m.limits, clock) for m in self.models]
+        self._default_sampling = [merge(m.sampling, sampling) for m in self.models]
+
+    def _new_limiter(self, limits: RateLimits | None, clock: Callable[[], float]) -> RateLimiter | None:
+        if limits is None:
+            return None
+        return RateLimiter(limits, clock=clock, sleep=self._sleep, on_wait=self.status.waited)
+
+    def __repr__(self) -> str:
+        return f"LLMClient(models={[m.name for m in self.models]!r}, cache={self.cache.path if self.cache else None})"
+
+    # -- one call ---------------------------------------------------------------------------------------------
+
+    async def acomplete(
+        self,
+        prompt: MessagesInput,
+        *,
+        sampling: SamplingParams | None = None,
+        options: RequestOptions | None = None,
+        prefer_model: str | None = None,
+    ) -> Completion:
+        """One answer. Raises ``LLMError`` when it fails after every retry (``batch`` records errors instead)."""
+        completion = await self._complete(self.plan(prompt, sampling, options, prefer_model))
+        if completion.error is not None:
+            raise completion.error
+        return completion
+
+    def complete(
+        self,
+        prompt: MessagesInput,
+        *,
+        sampling: SamplingParams | None = None,
+        options: RequestOptions | None = None,
+        prefer_model: str | None = None,
+    ) -> Completion:
+        """Sync twin of ``acomplete``; works inside a running event loop (Jupyter) too."""
+        return _sync.run(self.acomplete(prompt, sampling=sampling, options=options, prefer_model=prefer_model))
+
+    async def astream(
+        self,
+        prompt: MessagesInput,
+        *,
+        sampling: SamplingParams | None = None,
+        options: RequestOptions | None = None,
+        prefer_model: str | None = None,
+    ) -> AsyncIterator[StreamDelta | Completion]:
+        """Text, thinking and tool-call deltas as they arrive, then the final ``Completion``.
+
+        Failures before the first delta are retried like ``acomplete``; once text has been yielded a failure raises.
+        """
+        plan = self.plan(prompt, sampling, options, prefer_model)
+        if (hit := self._cached(plan)) is not None:
+            if hit.thinking:
+                yield StreamDelta(thinking=hit.thinking)
+            if hit.text:
+                yield StreamDelta(text=hit.text)
+            yield hit
+            return
+        async for item in self._stream(plan):
+            yield item
+
+    def stream(
+        self,
+        prompt: MessagesInput,
+        *,
+        sampling: SamplingParams | None = None,
+        options: RequestOptions | None = None,
+        prefer_model: str | None = None,
+    ) -> Iterator[StreamDelta | Completion]:
+        """Sync twin of ``astream``."""
+        return _sync.iterate(self.astream(prompt, sampling=sampling, options=options, prefer_model=prefer_model))
+
+    # -- the pipeline -----------------------------------------------------------------------------------------
+
+    def plan(
+        self,
+        prompt: MessagesInput,
+        sampling: SamplingParams | None = None,
+        options: RequestOptions | None = None,
+        prefer_model: str | None = None,
+    ) -> _Plan:
+        """Resolve a call before anything is sent: merged parameters per deployment, capabilities, cache keys.
+
+        Deployments that cannot do what the call asks are left out; if none can, ``UnsupportedFeatureError``.
+        """
+        messages = to_messages(prompt)
+        options = options or RequestOptions()
+        requests: dict[int, Request] = {}
+        fingerprints: dict[int, str] = {}
+        refusals: list[UnsupportedFeatureError] = []
+        by_key: dict[tuple[str, SamplingParams, str], str] = {}
+        for index in self._router.available() or range(len(self.models)):
+            model = self.models[index]
+            merged = self._default_sampling[index] if sampling is None else merge(model.sampling, self.sampling, sampling)
+            request = Request(model=model, messages=messages, sampling=merged, options=options)
+            try:
+                self._transport.check(request)
+            except UnsupportedFeatureError as exc:
+                refusals.append(exc)
+                continue
+            requests[index] = request
+            key = (model.name, merged, json.dumps(model.provider_options, sort_keys=True, default=str))
+            if key not in by_key:
+                by_key[key] = fingerprint(
+                    messages, model=model.name, sampling=merged, options=options, provider_options=model.provider_options
+                )
+            fingerprints[index] = by_key[key]
+        if not requests:
+            raise refusals[0]
+        first = next(iter(requests.values()))
+        return _Plan(requests, fingerprints, _estimate_tokens(messages, first.sampling), prefer_model)
+
+    def _cached(self, plan: _Plan) -> Completion | None:
+        if self.cache is None:
+            return None
+        hit = self.cache.get(list(dict.fromkeys(plan.fingerprints.values())))
+        if hit is not None:
+            self.status.record(hit)
+        return hit
+
+    def _store(self, plan: _Plan, index: int | None, completion: Completion) -> None:
+        self.status.record(completion)
+        if self.cache is not None and index is not None and completion.ok:
+            self.cache.put(plan.fingerprints[index], completion)
+
+    async def _complete(self, plan: _Plan) -> Completion:
+        """Cache, then attempts with retries; a final failure comes back as a ``Completion`` with ``error`` set."""
+        if (hit := self._cached(plan)) is not None:
+            return hit
+        start = time.perf_counter()
+        tries = _Tries()
+        index: int | None = None
+        try:
+            async for attempt in retrying(self.retry, self._sleep):
+                with attempt:
+                    index, completion = await self._attempt(plan, tries)
+        except LLMError as exc:
+            index, completion = None, Completion(finish_reason="error", error=exc, model=exc.model)
+        completion = completion.model_copy(update={"attempts": tries.count, "latency_s": time.perf_counter() - start})
+        self._store(plan, index, completion)
+        return completion
+
+    async def _acquire(self, plan: _Plan, tries: _Tries) -> tuple[int, list[Permit]]:
+        """Client limits, then a deployment and its cooldown, then the deployment's own limits."""
+        permits: list[Permit] = []
+        try:
+            if self._limiter is not None:
+                permits.append(await self._limiter.acquire(plan.tokens))
+            index, wait = self._router.pick(plan.requests.keys(), avoid=tries.last_failed, prefer=plan.prefer)
+            if wait > 0:
+                self.status.waited("cooldown", wait)
+                await self._sleep(wait)
+            limiter = self._model_limiters[index]
+            if limiter is not None:
+                permits.append(await limiter.acquire(plan.tokens))
+        except BaseException:
+            for permit in permits:
+                permit.release()
+            raise
+        tries.count += 1
+        if tries.count > 1:
+            self.status.add("retried")
+        self.status.add("requests_sent")
+        return index, permits
+
+    async def _attempt(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
+        index, permits = await self._acquire(plan, tries)
+        used: int | None = None
+        self.status.add("in_flight")
+        try:
+            completion = await self._transport.acomplete(plan.requests[index])
+            used = completion.usage.total_tokens or None
+        except LLMError as exc:
+            self._failed(index, exc, tries)
+            raise
+        finally:
+            self.status.add("in_flight", -1)
+            for permit in permits:
+                permit.release(used)
+        self._router.on_success(index)
+        return index, completion
+
+    def _failed(self, index: int, exc: LLMError, tries: _Tries) -> None:
+        self._router.on_failure(index, exc)
+        tries.last_failed = index
+        if isinstance(exc, RateLimitError):
+            self.status.add("rate_limited")
+
+    async def _stream(self, plan: _Plan) -> AsyncIterator[StreamDelta | Completion]:
+        """Attempts for a stream: the same waits as ``retrying``, but none once a delta has been yielded."""
+        tries = _Tries()
+        while True:
+            started = False
+            try:
+                async for item in self._stream_once(plan, tries):
+                    started = started or not isinstance(item, Completion)
+                    yield item
+                return
+            except LLMError as exc:
+                if started or not exc.retryable or tries.count >= self.retry.max_attempts:
+                    self.status.record(Completion(finish_reason="error", error=exc))
+                    raise
+                await self._sleep(wait_s(self.retry, exc, tries.count))
+
+    async def _stream_once(self, plan: _Plan, tries: _Tries) -> AsyncIterator[StreamDelta | Completion]:
+        index, permits = await self._acquire(plan, tries)
+        used: int | None = None
+        start = time.perf_counter()
+        try:
+            async for item in self._transport.astream(plan.requests[index]):
+                if isinstance(item, Completion):
+                    used = item.usage.total_tokens or None
+                    item = item.model_copy(update={"attempts": tries.count, "latency_s": time.perf_counter() - start})
+                    self._router.on_success(index)
+                    self._store(plan, index, item)
+                yield item
+        except LLMError as exc:
+            self._failed(index, exc, tries)
+            raise
+        finally:
+            for permit in permits:
+                permit.release(used)
+
+    # -- batches (implemented in _batch) ----------------------------------------------------------------------
+
+    async def abatch(
+        self,
+        prompts: Iterable[MessagesInput | Prompt],
+        *,
+        sampling: SamplingParams | None = None,
+        options: RequestOptions | None = None,
+        show_progress: bool = False,
+        return_completions_only: bool = False,
+        raise_on_error: bool = False,
+        on_result: OnResult | None = None,
+        max_in_flight: int | None = None,
+    ) -> list[Any]:
+        """Every prompt's ``Completion`` in input order (``return_completions_only``: its text, None on failure).
+
+        A failed prompt's completion has ``error`` set and the batch goes on, unless ``raise_on_error``. At most
+        ``max_in_flight`` requests at once (default: ``limits.max_concurrency``, else 100).
+        """
+        return await _batch.abatch(
+            self,
+            prompts,
+            sampling=sampling,
+            options=options,
+            show_progress=show_progress,
+            return_completions_only=return_completions_only,
+            raise_on_error=raise_on_error,
+            on_result=on_result,
+            max_in_flight=max_in_flight,
+        )
+
+    def batch(
+        self,
+        prompts: Iterable[MessagesInput | Prompt],
+        *,
+        sampling: SamplingParams | None = None,
+        options: RequestOptions | None = None,
+        show_progress: bool = False,
+        return_completions_only: bool = False,
+        raise_on_error: bool = False,
+        on_result: OnResult | None = None,
+        max_in_flight: int | None = None,
+    ) -> list[Any]:
+        """Sync twin of ``abatch``; Ctrl-C stops it, and what finished is already cached."""
+        return _sync.run(
+            self.abatch(
+                prompts,
+                sampling=sampling,
+                options=options,
+                show_progress=show_progress,
+                return_completions_only=return_completions_only,
+                raise_on_error=raise_on_error,
+                on_result=on_result,
+                max_in_flight=max_in_flight,
+            )
+        )
+
+    def as_completed(
+        self,
+        prompts: Iterable[MessagesInput | Prompt],
+        *,
+        sampling: SamplingParams | None = None,
+        options: RequestOptions | None = None,
+        show_progress: bool = False,
+        on_result: OnResult | None = None,
+        max_in_flight: int | None = None,
+    ) -> AsyncIterator[tuple[int, Completion]]:
+        """``(index, completion)`` pairs as prompts finish; memory stays flat for any number of prompts."""
+        return _batch.as_completed(
+            self,
+            prompts,
+            sampling=sampling,
+            options=options,
+            show_progress=show_progress,
+            on_result=on_result,
+            max_in_flight=max_in_flight,
+        )
+
+    def close(self) -> None:
+        """Close the cache's files (the client is unusable for cached calls afterwards)."""
+        if self.cache is not None:
+            self.cache.close()
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

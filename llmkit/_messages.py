@@ -1,0 +1,39 @@
+"""Turn what a caller passes (a string, or a list of role/content dicts) into one canonical message list."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._types import Message, MessagesInput
+from .errors import ConfigError
+
+__all__ = ["to_messages"]
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def to_messages(prompt: MessagesInput) -> list[Message]:
+    """A str becomes one user message; a list of dicts is checked and copied (never mutated)."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, Mapping) or not hasattr(prompt, "__iter__"):
+        raise ConfigError(
+            f"a prompt must be a str or a list of messages, got {type(prompt).__name__}; "
+            "wrap one message in a list: [{'role': 'user', 'content': ...}]"
+        )
+    messages = [_check(i, message) for i, message in enumerate(prompt)]
+    if not messages:
+        raise ConfigError("the message list is empty; give at least one message")
+    return messages
+
+
+def _check(index: int, message: Any) -> Message:
+    if not isinstance(message, Mapping):
+        raise ConfigError(f"messages[{index}] is a {type(message).__name__}, expected a dict with 'role' and 'content'")
+    role = message.get("role")
+    if role not in _ROLES:
+        raise ConfigError(f"messages[{index}].role={role!r} is not one of {sorted(_ROLES)}")
+    if "content" not in message and not message.get("tool_calls"):
+        raise ConfigError(f"messages[{index}] has no 'content'; give content (None only with tool_calls)")
+    return dict(message)

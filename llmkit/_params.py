@@ -1,0 +1,188 @@
+"""Parameter objects: frozen, validated when built, so every layer can share and fingerprint them.
+
+"Not given" differs from ``None``: a field left out is not sent and does not override a lower layer; ``merge`` reads
+``model_fields_set`` for that. ``Model.provider_options`` is the one pass-through to the provider.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+__all__ = ["Capability", "Model", "Prompt", "RateLimits", "RequestOptions", "RetryPolicy", "SamplingParams", "merge"]
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+Capability = Literal["reasoning", "logprobs", "tools", "vision", "json_schema"]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+def describe_validation_error(owner: type[BaseModel], exc: ValidationError) -> str:
+    """One line per problem: where, the bad value, and what is allowed."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"])
+        value = f"={err['input']!r}" if where and err["type"] != "missing" else ""
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+            message = f"unknown field; allowed: {', '.join(owner.model_fields)}"
+        lines.append(f"{owner.__name__}{'.' + where if where else ''}{value}: {message}")
+    return "; ".join(lines)
+
+
+class _Params(BaseModel):
+    """Base of the parameter objects: a bad value raises ``ConfigError`` (a ``ValueError``) naming field and value."""
+
+    model_config = _FROZEN
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(type(self), exc)) from None
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        # Show what was given, not a wall of Nones.
+        return [(name, value) for name, value in super().__repr_args__() if name in self.model_fields_set]
+
+
+class SamplingParams(_Params):
+    """How to sample. Every field defaults to "not given": the provider's default, and no override when merged."""
+
+    temperature: float | None = Field(None, ge=0, le=2, description="0 is (near) deterministic; 0..2.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass; 0 < top_p <= 1.")
+    max_tokens: int | None = Field(None, ge=1, description="Most output tokens, thinking included.")
+    stop: tuple[str, ...] | None = Field(None, description="Stop sequences (a str is one sequence).")
+    seed: int | None = Field(None, description="Best-effort determinism where the provider supports it.")
+    reasoning_effort: ReasoningEffort | None = Field(None, description="Portable reasoning knob; 'none' turns it off.")
+    thinking_budget: int | None = Field(None, ge=0, description="Thinking tokens (Anthropic, Gemini); 0 turns it off.")
+    logprobs: bool | None = Field(None, description="Return the chosen tokens' log probabilities.")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="Alternatives per token, 0..20; needs logprobs.")
+    json_mode: bool | None = Field(None, description="Ask for a JSON object reply.")
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_tuple(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> SamplingParams:
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError(f"top_logprobs={self.top_logprobs} needs logprobs=True; set both or drop top_logprobs")
+        if self.reasoning_effort is not None and self.thinking_budget is not None:
+            raise ValueError(
+                "give reasoning_effort or thinking_budget, not both: reasoning_effort is portable across providers, "
+                "thinking_budget sets Anthropic/Gemini thinking tokens exactly"
+            )
+        return self
+
+
+class RateLimits(_Params):
+    """Client-side limits that make callers wait rather than fail. ``None`` means unlimited."""
+
+    requests_per_minute: float | None = Field(None, gt=0, description="Requests started per minute.")
+    tokens_per_minute: float | None = Field(None, gt=0, description="Prompt estimate + max_tokens, per minute.")
+    max_concurrency: int | None = Field(None, ge=1, description="Requests in flight at once.")
+
+
+class RetryPolicy(_Params):
+    """When and how long to wait before trying again; retried errors are those with ``retryable`` set."""
+
+    max_attempts: int = Field(3, ge=1, description="Attempts in all, the first included; 1 disables retries.")
+    initial_backoff_s: float = Field(0.5, ge=0, description="Wait before the second attempt, doubled after each.")
+    max_backoff_s: float = Field(30.0, ge=0, description="Longest wait between attempts (Retry-After may exceed it).")
+    jitter: bool = Field(True, description="Randomize each wait in [backoff/2, backoff] so callers do not sync up.")
+
+
+class Model(_Params):
+    """One deployment: a LiteLLM model string plus where and how to reach it.
+
+    Several ``Model``s with the same name and different keys are separate deployments (keys rotate by weight).
+    """
+
+    name: str = Field(min_length=1, description="A LiteLLM model string, e.g. 'openai/gpt-4o-mini'.")
+    weight: float = Field(1.0, gt=0, description="Routing weight relative to the other models of the pool.")
+    api_base: str | None = Field(None, description="Endpoint override (local servers, proxies, the fake provider).")
+    api_key: SecretStr | None = Field(None, description="Key for this deployment; default: the provider's env var.")
+    sampling: SamplingParams | None = Field(None, description="This model's sampling defaults (lowest precedence).")
+    limits: RateLimits | None = Field(None, description="This deployment's own limits, on top of the client's.")
+    supports: frozenset[Capability] | None = Field(
+        None, description="Declared capabilities for models LiteLLM does not know (local servers, fine-tunes)."
+    )
+    provider_options: dict[str, Any] = Field(
+        default_factory=dict, description="Provider-specific request fields, passed through unchanged."
+    )
+
+    def __init__(self, name: str | None = None, /, **data: Any) -> None:
+        if name is not None:
+            data["name"] = name
+        super().__init__(**data)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @property
+    def provider(self) -> str:
+        """The LiteLLM provider prefix ('openai' for 'openai/gpt-4o-mini'), or '' when the name has none."""
+        return self.name.split("/", 1)[0] if "/" in self.name else ""
+
+
+ToolChoice = Literal["auto", "none", "required"] | str | dict[str, Any]
+
+
+class RequestOptions(_Params):
+    """Per-call request settings that are not sampling."""
+
+    tools: tuple[dict[str, Any], ...] | None = Field(None, description="OpenAI-format tool definitions.")
+    tool_choice: ToolChoice | None = Field(None, description="'auto', 'none', 'required', or a tool name.")
+    response_format: dict[str, Any] | None = Field(None, description="OpenAI-format response_format (json_schema).")
+    timeout_s: float | None = Field(None, gt=0, description="Per-attempt timeout in seconds.")
+    metadata: dict[str, Any] | None = Field(None, description="Yours; never sent, never part of the cache key.")
+    sample: int = Field(0, ge=0, description="Sample index: different values are cached as different answers.")
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tools_as_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _check_tool_choice(self) -> RequestOptions:
+        if self.tool_choice not in (None, "auto", "none") and not self.tools:
+            raise ValueError(f"tool_choice={self.tool_choice!r} needs tools; pass tools=[...] or drop tool_choice")
+        return self
+
+
+class Prompt(_Params):
+    """One batch item with its own parameters (they override the batch's, as a call's override the client's)."""
+
+    messages: str | tuple[dict[str, Any], ...] = Field(description="A str, or role/content message dicts.")
+    sampling: SamplingParams | None = None
+    options: RequestOptions | None = None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _messages_as_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+
+def merge(*layers: SamplingParams | None) -> SamplingParams:
+    """Merge sampling layers, lowest precedence first (model, client, call); fields a layer did not set fall through.
+
+    Setting either reasoning knob in a higher layer clears the other one from lower layers.
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer is None:
+            continue
+        given = layer.model_dump(include=layer.model_fields_set)
+        if "reasoning_effort" in given:
+            merged.pop("thinking_budget", None)
+        if "thinking_budget" in given:
+            merged.pop("reasoning_effort", None)
+        merged.update(given)
+    return SamplingParams(**merged)

@@ -1,0 +1,58 @@
+"""Run llmkit's coroutines from sync code, including inside a running event loop (Jupyter).
+
+All sync calls share one long-lived loop in a daemon thread: ``asyncio.run`` cannot run inside a running loop, and a
+fresh loop per call would strand LiteLLM's pooled HTTP clients on closed loops. nest_asyncio is avoided: it patches
+every loop in the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+__all__ = ["iterate", "run"]
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="llmkit-loop", daemon=True).start()
+        return _loop
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Block until ``coro`` is done. Ctrl-C cancels it (its ``finally`` blocks run) and re-raises."""
+    future = asyncio.run_coroutine_threadsafe(coro, _background_loop())
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        future.cancel()
+        try:
+            future.result(timeout=30)
+        except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError, Exception):
+            pass
+        raise
+
+
+def iterate(agen: AsyncIterator[T]) -> Iterator[T]:
+    """Drive an async iterator from sync code, one item at a time; closing the iterator closes the async one."""
+    try:
+        while True:
+            try:
+                yield run(agen.__anext__())  # type: ignore[arg-type]
+            except StopAsyncIteration:
+                return
+    finally:
+        aclose = getattr(agen, "aclose", None)
+        if aclose is not None:
+            run(aclose())

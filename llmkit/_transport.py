@@ -1,0 +1,328 @@
+"""The transport layer: the only module that imports litellm, and only inside functions (import costs seconds).
+
+It turns a ``Request`` into one ``litellm.acompletion`` call with everything passed per call (no LiteLLM global is
+ever set), checks capabilities before anything is sent, and maps LiteLLM's exceptions onto ``llmkit.errors``.
+Retries are llmkit's alone: ``num_retries=0`` stops LiteLLM's wrapper, ``max_retries=0`` the OpenAI SDK's.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import _normalize
+from ._params import Model, RequestOptions, SamplingParams
+from ._result import Completion, StreamDelta
+from ._types import Message
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    ContentFilterError,
+    ContextWindowExceededError,
+    InvalidResponseError,
+    LLMError,
+    ModelNotFoundError,
+    ProviderError,
+    RateLimitError,
+    TimeoutError,
+    UnsupportedFeatureError,
+    redact,
+)
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+__all__ = ["LiteLLMTransport", "Request", "Transport", "map_exception"]
+
+logger = logging.getLogger("llmkit")
+
+# Best-effort knobs: not sent, rather than refused, to a provider that lacks them (a pool-wide seed must not
+# break the one model in the pool that has no seed).
+_BEST_EFFORT = frozenset({"seed"})
+
+
+@dataclass(frozen=True)
+class Request:
+    """One attempt's input: which deployment, and the merged parameters."""
+
+    model: Model
+    messages: list[Message]
+    sampling: SamplingParams
+    options: RequestOptions
+
+
+class Transport(Protocol):
+    """The seam between llmkit's layers and the network; tests script replies with an in-process one."""
+
+    def check(self, request: Request) -> None:
+        """Raise ``UnsupportedFeatureError`` if the model cannot do what the request asks; sends nothing."""
+
+    async def acomplete(self, request: Request) -> Completion: ...
+
+    def astream(self, request: Request) -> AsyncIterator[StreamDelta | Completion]: ...
+
+
+@functools.cache
+def _litellm() -> ModuleType:
+    # Offline, litellm's import blocks on fetching a remote price map; the bundled one is what llmkit tests against.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    return litellm
+
+
+@functools.lru_cache(maxsize=1024)
+def _provider_facts(name: str) -> tuple[frozenset[str], bool]:
+    """(OpenAI params LiteLLM maps for this model, whether it can reason). Cached: these lookups cost ~0.1 ms."""
+    litellm = _litellm()
+    try:
+        model, provider, _, _ = litellm.get_llm_provider(name)
+    except Exception as exc:
+        raise ConfigError(
+            f"LiteLLM does not know how to reach model {name!r}: {exc}. Use a LiteLLM model string such as "
+            "'openai/gpt-4o-mini' (see https://docs.litellm.ai/docs/providers)"
+        ) from None
+    params = frozenset(litellm.get_supported_openai_params(model=model, custom_llm_provider=provider) or ())
+    try:
+        reasons = bool(litellm.supports_reasoning(model=name))
+    except Exception:
+        reasons = False
+    return params, reasons
+
+
+class LiteLLMTransport:
+    """Every provider LiteLLM supports, through ``litellm.acompletion``."""
+
+    def check(self, request: Request) -> None:
+        self._kwargs(request)
+
+    async def acomplete(self, request: Request) -> Completion:
+        kwargs = self._kwargs(request)
+        litellm = _litellm()
+        start = time.perf_counter()
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            raise map_exception(exc, request.model) from exc
+        return self._completion(response, request, time.perf_counter() - start)
+
+    async def astream(self, request: Request) -> AsyncIterator[StreamDelta | Completion]:
+        kwargs = self._kwargs(request)
+        kwargs["stream"] = True
+        kwargs["stream_options"] = {"include_usage": True}
+        litellm = _litellm()
+        start = time.perf_counter()
+        chunks = []
+        try:
+            stream = await litellm.acompletion(**kwargs)
+            async for chunk in stream:
+                chunks.append(chunk)
+                for delta in _normalize.delta_from_chunk(chunk.model_dump()):
+                    yield delta
+            response = litellm.stream_chunk_builder(chunks, messages=request.messages)
+        except Exception as exc:
+            raise map_exception(exc, request.model) from exc
+        if response is None:
+            raise InvalidResponseError(f"{request.model.name} sent an empty stream", model=request.model.name)
+        yield self._completion(response, request, time.perf_counter() - start)
+
+    def _completion(self, response: Any, request: Request, latency_s: float) -> Completion:
+        data = response.model_dump()
+        return _normalize.completion_from_response(
+            data, cost_usd=_cost(response), model=request.model.name, latency_s=latency_s
+        )
+
+    def _kwargs(self, request: Request) -> dict[str, Any]:
+        """Everything for one acompletion call; raises before sending what the model cannot do."""
+        model, sampling, options = request.model, request.sampling, request.options
+        wanted = _wanted_params(sampling, options)
+        allowed = _allowed(model, wanted)
+        kwargs: dict[str, Any] = {
+            "model": model.name,
+            "messages": request.messages,
+            "num_retries": 0,
+            "max_retries": 0,
+            **{k: v for k, v in wanted.items() if k in allowed or k not in _BEST_EFFORT},
+        }
+        if model.supports is not None:
+            kwargs["allowed_openai_params"] = sorted(wanted)
+        elif "top_logprobs" in wanted:
+            # LiteLLM lists top_logprobs for some routes only (not gemini/), but maps it where allowed.
+            kwargs["allowed_openai_params"] = ["top_logprobs"]
+        if model.api_base:
+            kwargs["api_base"] = model.api_base
+        if model.api_key is not None:
+            kwargs["api_key"] = model.api_key.get_secret_value()
+        if options.timeout_s is not None:
+            kwargs["timeout"] = options.timeout_s
+        kwargs.update(model.provider_options)
+        return kwargs
+
+
+def _wanted_params(sampling: SamplingParams, options: RequestOptions) -> dict[str, Any]:
+    """OpenAI-style parameters for LiteLLM, from llmkit's objects."""
+    wanted: dict[str, Any] = {
+        name: value
+        for name in ("temperature", "top_p", "max_tokens", "seed", "logprobs", "top_logprobs")
+        if (value := getattr(sampling, name)) is not None
+    }
+    if sampling.stop:
+        wanted["stop"] = list(sampling.stop)
+    if sampling.reasoning_effort is not None:
+        wanted["reasoning_effort"] = sampling.reasoning_effort
+    if sampling.thinking_budget:
+        wanted["thinking"] = {"type": "enabled", "budget_tokens": sampling.thinking_budget}
+    if sampling.json_mode:
+        if options.response_format is not None:
+            raise ConfigError("json_mode=True and response_format were both given; keep one")
+        wanted["response_format"] = {"type": "json_object"}
+    elif options.response_format is not None:
+        wanted["response_format"] = options.response_format
+    if options.tools:
+        wanted["tools"] = list(options.tools)
+    if options.tool_choice is not None:
+        wanted["tool_choice"] = _tool_choice(options.tool_choice)
+    return wanted
+
+
+def _tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
+    if isinstance(choice, dict) or choice in ("auto", "none", "required"):
+        return choice
+    if choice == "any":
+        return "required"
+    return {"type": "function", "function": {"name": choice}}
+
+
+_FEATURES = {
+    "logprobs": "logprobs",
+    "top_logprobs": "logprobs",
+    "reasoning_effort": "reasoning",
+    "thinking": "reasoning",
+    "tools": "tools",
+    "tool_choice": "tools",
+}
+
+
+def _allowed(model: Model, wanted: dict[str, Any]) -> frozenset[str]:
+    """The wanted params this model takes; raise ``UnsupportedFeatureError`` for a feature it lacks."""
+    if model.supports is not None:
+        declared = model.supports
+        for param in wanted:
+            feature = _FEATURES.get(param)
+            if feature is not None and feature not in declared and not _is_off(param, wanted[param]):
+                raise _unsupported(model, param, declared_only=True)
+        return frozenset(wanted)
+    params, reasons = _provider_facts(model.name)
+    for param, value in wanted.items():
+        if _is_off(param, value) or param in _BEST_EFFORT:
+            continue
+        feature = _FEATURES.get(param)
+        if feature == "reasoning":
+            ok = reasons and (param == "reasoning_effort" or "thinking" in params)
+        elif param == "top_logprobs":
+            ok = "logprobs" in params
+        else:
+            ok = param in params or param in ("max_tokens", "temperature", "stop", "response_format")
+        if not ok:
+            raise _unsupported(model, param)
+    return params
+
+
+def _is_off(param: str, value: Any) -> bool:
+    """Asking a model not to do something it cannot do is fine."""
+    return (param == "reasoning_effort" and value == "none") or (param == "logprobs" and value is False)
+
+
+def _unsupported(model: Model, param: str, declared_only: bool = False) -> UnsupportedFeatureError:
+    feature = _FEATURES.get(param, param)
+    hints = {
+        "logprobs": "OpenAI and Gemini models return logprobs; Anthropic has none",
+        "reasoning": "use a reasoning model (o-series, gpt-5, claude-sonnet-4-5, gemini-2.5), or reasoning_effort "
+        "instead of thinking_budget for OpenAI models",
+    }
+    how = (
+        f"add {feature!r} to Model(..., supports=...) if it really can"
+        if declared_only
+        else f"if LiteLLM does not know this model but it can, declare Model(..., supports={{{feature!r}}})"
+    )
+    return UnsupportedFeatureError(
+        f"{model.name} does not support {param} ({feature}); {hints.get(feature, 'drop the parameter')}; {how}",
+        model=model.name,
+        provider=model.provider,
+    )
+
+
+def _cost(response: Any) -> float | None:
+    """LiteLLM's price for this response; None when the model has no known price (never a made-up 0)."""
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    if cost is None:
+        try:
+            cost = _litellm().completion_cost(completion_response=response)
+        except Exception:
+            return None
+    return float(cost) if cost else None
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """LiteLLM keeps a 429's headers in ``litellm_response_headers``, not in ``exc.response.headers``."""
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            continue
+    return None
+
+
+def map_exception(exc: BaseException, model: Model) -> LLMError:
+    """LiteLLM's exception as llmkit's, most specific class first; the key is stripped from the message."""
+    if isinstance(exc, LLMError):
+        return exc
+    litellm = _litellm()
+    secrets = [model.api_key.get_secret_value()] if model.api_key else []
+    status = getattr(exc, "status_code", None)
+    text = redact(str(exc), secrets)[:1000]
+    fields: dict[str, Any] = {"model": model.name, "provider": model.provider, "status": status}
+    table: list[tuple[type[BaseException], type[LLMError]]] = [
+        (litellm.ContextWindowExceededError, ContextWindowExceededError),
+        (litellm.ContentPolicyViolationError, ContentFilterError),
+        (litellm.UnsupportedParamsError, UnsupportedFeatureError),
+        (litellm.AuthenticationError, AuthenticationError),
+        (litellm.PermissionDeniedError, AuthenticationError),
+        (litellm.NotFoundError, ModelNotFoundError),
+        (litellm.Timeout, TimeoutError),
+        (litellm.APIResponseValidationError, InvalidResponseError),
+        (litellm.BadRequestError, BadRequestError),
+        (litellm.UnprocessableEntityError, BadRequestError),
+    ]
+    if isinstance(exc, litellm.RateLimitError):
+        return RateLimitError(f"{model.name} is rate limited: {text}", retry_after=_retry_after(exc), **fields)
+    for source, target in table:
+        if isinstance(exc, source):
+            return target(f"{model.name}: {text}", **fields)
+    if _is_invalid_json(exc):
+        return InvalidResponseError(f"{model.name} sent a response that is not valid JSON: {text}", **fields)
+    retryable = status is None or status >= 500 or status in (408, 409)
+    return ProviderError(f"{model.name} failed ({type(exc).__name__}): {text}", retryable=retryable, **fields)
+
+
+def _is_invalid_json(exc: BaseException) -> bool:
+    import json
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, json.JSONDecodeError) or "JSONDecodeError" in str(seen)[:2000]:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
