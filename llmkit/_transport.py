@@ -8,6 +8,7 @@ Retries are llmkit's alone: ``num_retries=0`` stops LiteLLM's wrapper, ``max_ret
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -308,21 +309,24 @@ def map_exception(exc: BaseException, model: Model) -> LLMError:
     ]
     if isinstance(exc, litellm.RateLimitError):
         return RateLimitError(f"{model.name} is rate limited: {text}", retry_after=_retry_after(exc), **fields)
+    if _is_invalid_json(exc):
+        return InvalidResponseError(f"{model.name} sent a response that could not be parsed: {text}", **fields)
     for source, target in table:
         if isinstance(exc, source):
             return target(f"{model.name}: {text}", **fields)
-    if _is_invalid_json(exc):
-        return InvalidResponseError(f"{model.name} sent a response that is not valid JSON: {text}", **fields)
     retryable = status is None or status >= 500 or status in (408, 409)
     return ProviderError(f"{model.name} failed ({type(exc).__name__}): {text}", retryable=retryable, **fields)
 
 
-def _is_invalid_json(exc: BaseException) -> bool:
-    import json
+# How each route reports an unparseable body (cassettes/invalid_json.yaml): OpenAI a 500 wrapping JSONDecodeError,
+# Anthropic an APIConnectionError, Gemini a 422 BadRequestError "Error converting to valid response block".
+_UNPARSEABLE = ("JSONDecodeError", "Error converting to valid response block", "Expecting value", "Unterminated string")
 
+
+def _is_invalid_json(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, json.JSONDecodeError) or "JSONDecodeError" in str(seen)[:2000]:
+        if isinstance(seen, json.JSONDecodeError) or any(marker in str(seen)[:4000] for marker in _UNPARSEABLE):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

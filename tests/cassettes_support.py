@@ -12,7 +12,8 @@ so restore the comment header and check the diff for secrets before committing):
         /work/venv/bin/pytest tests/test_cassettes.py -q -p no:cacheprovider
 
 With ``LLMKIT_RECORD=1`` the record mode is "all" and ``key_for()`` returns the real key from the environment;
-otherwise it returns a dummy key. Either way only ``content-type`` and ``retry-after`` headers are written, and the
+otherwise it returns a dummy key. Cassettes in ``REPLAY_ONLY`` (faults no provider sends on request) are never
+re-recorded. Either way only ``content-type`` and ``retry-after`` headers are written, and the
 ``key`` query parameter is dropped, so no secret can land in a cassette.
 """
 

@@ -13,7 +13,6 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +37,10 @@ WEATHER_TOOL = {
         "description": "Current weather for a city.",
         "parameters": {
             "type": "object",
-            "properties": {"location": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "properties": {
+                "location": {"type": "string"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
             "required": ["location"],
         },
     },
@@ -77,7 +79,9 @@ CALLS: dict[str, tuple[str, list[dict[str, str]], dict[str, Any], str]] = {
     "openai_reasoning_usage.yaml": (
         "openai/o4-mini", user("How many r's are in strawberry?"), {"reasoning_effort": "low"}, OPENAI_KEY,
     ),
-    "openai_tool_calls.yaml": ("openai/gpt-4o", user("Weather in Paris and Tokyo?"), {"tools": [WEATHER_TOOL]}, OPENAI_KEY),
+    "openai_tool_calls.yaml": (
+        "openai/gpt-4o", user("Weather in Paris and Tokyo?"), {"tools": [WEATHER_TOOL]}, OPENAI_KEY,
+    ),
     "anthropic_thinking_tool_use.yaml": (
         "anthropic/claude-sonnet-4-5-20250929", user("What's the weather in Paris?"),
         {"tools": [WEATHER_TOOL], "thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048},
@@ -146,9 +150,15 @@ async def test_litellm_openai_logprobs_and_cached_tokens(litellm: Any) -> None:
     assert choice.message.content == "Hello café!"
     assert choice.finish_reason == "stop"
     assert response.model == "gpt-4o-mini-2024-07-18"
-    tokens = [(t.token, t.logprob, t.bytes, [(o.token, o.logprob, o.bytes) for o in t.top_logprobs]) for t in choice.logprobs.content]
+    tokens = [
+        (t.token, t.logprob, t.bytes, [(o.token, o.logprob, o.bytes) for o in t.top_logprobs])
+        for t in choice.logprobs.content
+    ]
     assert tokens == [
-        ("Hello", -0.0009, [72, 101, 108, 108, 111], [("Hello", -0.0009, [72, 101, 108, 108, 111]), ("Hi", -7.1, [72, 105])]),
+        (
+            "Hello", -0.0009, [72, 101, 108, 108, 111],
+            [("Hello", -0.0009, [72, 101, 108, 108, 111]), ("Hi", -7.1, [72, 105])],
+        ),
         (
             " café", -0.25, [32, 99, 97, 102, 195, 169],
             [(" café", -0.25, [32, 99, 97, 102, 195, 169]), (" world", -1.5, [32, 119, 111, 114, 108, 100])],
@@ -156,7 +166,8 @@ async def test_litellm_openai_logprobs_and_cached_tokens(litellm: Any) -> None:
         ("!", -0.02, [33], [("!", -0.02, [33]), (".", -4.0, [46])]),
     ]
     # Passed through: prompt_tokens already includes the cached 1024.
-    assert (response.usage.prompt_tokens, response.usage.completion_tokens, response.usage.total_tokens) == (1100, 3, 1103)
+    usage = response.usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (1100, 3, 1103)
     assert response.usage.prompt_tokens_details.cached_tokens == 1024
     assert response.usage.completion_tokens_details.reasoning_tokens == 0
     # gpt-4o-mini list prices: $0.15 / 1M input, $0.075 / 1M cached input, $0.60 / 1M output.
@@ -217,7 +228,8 @@ async def test_litellm_anthropic_thinking_text_and_tool_use(litellm: Any) -> Non
     # Reported by the API in output_tokens_details.thinking_tokens, not estimated.
     assert usage.completion_tokens_details.reasoning_tokens == 120
     assert usage.completion_tokens_details.text_tokens == 60
-    # Claude Sonnet 4.5 list prices: $3 / 1M input, $3.75 / 1M 5-minute cache write, $0.30 / 1M cache read, $15 / 1M out.
+    # Claude Sonnet 4.5 list prices: $3 / 1M input, $3.75 / 1M 5-minute cache write, $0.30 / 1M cache read,
+    # $15 / 1M output.
     expected_cost = 50 * 3e-6 + 200 * 3.75e-6 + 1800 * 0.30e-6 + 180 * 15e-6
     assert litellm.completion_cost(completion_response=response) == pytest.approx(expected_cost)
 
@@ -242,7 +254,7 @@ async def test_litellm_anthropic_estimates_reasoning_tokens_and_prices_unknown_m
 async def test_litellm_anthropic_stream_events(litellm: Any) -> None:
     chunks = await call(litellm, "anthropic_streaming.yaml", stream_options={"include_usage": True})
     deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
-    assert "".join(d.reasoning_content or "" for d in deltas if getattr(d, "reasoning_content", None)) == STREAM_THINKING
+    assert "".join(getattr(d, "reasoning_content", None) or "" for d in deltas) == STREAM_THINKING
     assert "".join(d.content or "" for d in deltas) == "Yes, 97 is a prime number."
     # The signature arrives as its own delta: a thinking block with empty text.
     signed = [b for d in deltas for b in (getattr(d, "thinking_blocks", None) or []) if b.get("signature")]
@@ -356,6 +368,11 @@ async def test_litellm_truncated_json_body(litellm: Any, model: str, error_name:
 # --------------------------------------------------------------------------------------------------------------------
 
 CASSETTES = sorted(path.name for path in CASSETTE_DIR.glob("*.yaml"))
+PROVIDER_URLS = (
+    "https://api.openai.com/v1/",
+    "https://api.anthropic.com/v1/",
+    "https://generativelanguage.googleapis.com/",
+)
 
 
 @pytest.mark.parametrize("name", CASSETTES)
@@ -367,9 +384,7 @@ def test_cassette_is_clean(name: str) -> None:
         assert set(request["headers"]) <= {"content-type"}
         assert set(response["headers"]) <= {"content-type", "retry-after"}
         assert "key=" not in request["uri"]
-        assert request["uri"].startswith(
-            ("https://api.openai.com/v1/", "https://api.anthropic.com/v1/", "https://generativelanguage.googleapis.com/")
-        )
+        assert request["uri"].startswith(PROVIDER_URLS)
     for marker in ("sk-proj-", "sk-ant-", "AIza", "Bearer "):
         assert marker not in text
 
@@ -496,7 +511,10 @@ def expected_completions(llmkit: Any) -> dict[str, Any]:
             ],
             # Anthropic sends input as an object; its text form is the JSON of that object.
             tool_calls=[
-                ToolCall(id="toolu_01A09q90qw90lq917835lq9", name="get_weather", arguments=paris, raw_arguments=json.dumps(paris))
+                ToolCall(
+                    id="toolu_01A09q90qw90lq917835lq9", name="get_weather", arguments=paris,
+                    raw_arguments=json.dumps(paris),
+                )
             ],
             finish_reason="tool_calls",
             usage=Usage(
@@ -587,7 +605,9 @@ async def test_llmkit_anthropic_without_usage_details(llmkit: Any) -> None:
             {
                 "type": "thinking",
                 "thinking": STREAM_THINKING,
-                "signature": "EqoBCkgIARABGAIiQLlmkitNoDetailsSig3vXbQ9mLr2aZ0vKc3Jd8nP1sTq5wYe6uHb4gVf2iN0oR8mA3kX9zC1yB==",
+                "signature": (
+                    "EqoBCkgIARABGAIiQLlmkitNoDetailsSig3vXbQ9mLr2aZ0vKc3Jd8nP1sTq5wYe6uHb4gVf2iN0oR8mA3kX9zC1yB=="
+                ),
             }
         ],
         finish_reason="stop",

@@ -278,7 +278,14 @@ class FakeProvider:
     @web.middleware
     async def _count_status(self, request: web.Request,
                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:  # noqa: BLE001 - a bug in the fake must still answer in a shape clients parse
+            logger.exception("FakeProvider failed on %s", request.path)
+            response = web.json_response({"error": {"message": "FakeProvider internal error", "type": "server_error",
+                                                    "code": 500, "status": "INTERNAL"}}, status=500)
         with self._lock:
             self._statuses[response.status] += 1
         return response
@@ -290,6 +297,8 @@ class FakeProvider:
 
     def _error(self, wire: _Wire, status: int, kind: str, model: str, *, retry_after: float | None = None,
                prompt_tokens: int = 0, message: str | None = None) -> web.Response:
+        if kind == "status":  # an injected 401/404/429 looks like the real one, so clients classify it alike
+            kind = {401: "auth", 404: "not_found", 429: "rate_limit"}.get(status, kind)
         headers = {}
         if retry_after is not None:
             ms = math.ceil(retry_after * 1000)

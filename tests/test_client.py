@@ -1,0 +1,196 @@
+"""LLMClient with an in-process transport: cache, retries, routing, capabilities, twins and streams."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from llmkit import (
+    Completion,
+    LLMClient,
+    Model,
+    NoModelAvailableError,
+    RetryPolicy,
+    SamplingParams,
+    StreamDelta,
+    UnsupportedFeatureError,
+    Usage,
+)
+from llmkit.errors import AuthenticationError, BadRequestError, ProviderError, RateLimitError, TimeoutError
+
+
+def client_for(transport, fake_sleep=None, models=None, **kwargs) -> LLMClient:
+    extra = {"sleep": fake_sleep, "clock": fake_sleep.clock} if fake_sleep else {}
+    return LLMClient(models or [Model("openai/a")], transport=transport, seed=0, **extra, **kwargs)
+
+
+async def test_cache_hit_sends_nothing_and_is_marked(transport, tmp_path) -> None:
+    client = client_for(transport, cache=tmp_path / "c")
+    first = await client.acomplete("hello")
+    second = await client.acomplete("hello")
+    assert len(transport.calls) == 1
+    assert (first.cache_hit, second.cache_hit, second.text, second.attempts) == (False, True, first.text, 0)
+    assert client.status.cache_hits == 1 and client.status.requests_sent == 1
+
+
+async def test_cache_is_shared_across_processes_and_runs(transport, tmp_path) -> None:
+    await client_for(transport, cache=tmp_path / "c").acomplete("persist me")
+    again = await client_for(transport, cache=str(tmp_path / "c")).acomplete("persist me")
+    assert again.cache_hit and len(transport.calls) == 1
+
+
+async def test_pool_lookup_finds_an_answer_from_any_model(transport, tmp_path) -> None:
+    await client_for(transport, models=[Model("openai/a")], cache=tmp_path / "c").acomplete("q")
+    pooled = client_for(transport, models=[Model("openai/b"), Model("openai/a")], cache=tmp_path / "c")
+    hit = await pooled.acomplete("q")
+    assert hit.cache_hit and hit.model == "openai/a" and len(transport.calls) == 1
+
+
+async def test_errors_are_not_cached(transport, tmp_path) -> None:
+    transport.enqueue(BadRequestError("nope"))
+    client = client_for(transport, cache=tmp_path / "c")
+    with pytest.raises(BadRequestError):
+        await client.acomplete("q")
+    assert (await client.acomplete("q")).ok
+    assert len(transport.calls) == 2
+
+
+async def test_retryable_error_is_retried_with_backoff(transport, fake_sleep) -> None:
+    transport.enqueue(ProviderError("boom", status=500), ProviderError("boom", status=503))
+    client = client_for(transport, fake_sleep, retry=RetryPolicy(max_attempts=3, initial_backoff_s=1, jitter=False))
+    result = await client.acomplete("q")
+    assert result.ok and result.attempts == 3 and len(transport.calls) == 3
+    assert [w for w in fake_sleep.waits if w] == [1.0, 2.0]
+    assert client.status.retried == 2
+
+
+async def test_non_retryable_error_is_sent_once(transport, fake_sleep) -> None:
+    transport.enqueue(AuthenticationError("bad key"))
+    client = client_for(transport, fake_sleep, models=[Model("openai/a"), Model("openai/b")])
+    with pytest.raises(AuthenticationError):
+        await client.acomplete("q")
+    assert len(transport.calls) == 1
+
+
+async def test_rate_limit_waits_retry_after_then_succeeds(transport, fake_sleep) -> None:
+    transport.enqueue(RateLimitError("429", retry_after=7.5))
+    client = client_for(transport, fake_sleep)
+    result = await client.acomplete("q")
+    assert result.ok and len(transport.calls) == 2
+    assert sum(fake_sleep.waits) >= 7.5
+
+
+async def test_retry_switches_to_another_model(transport, fake_sleep) -> None:
+    transport.enqueue(ProviderError("down", status=503))
+    client = client_for(transport, fake_sleep, models=[Model("openai/a"), Model("openai/b")])
+    result = await client.acomplete("q")
+    first, second = (r.model.name for r in transport.calls)
+    assert first != second and result.model == second
+
+
+async def test_dead_model_leaves_pool_and_last_one_fails_fast(transport, fake_sleep) -> None:
+    transport.enqueue(AuthenticationError("bad key a"), AuthenticationError("bad key b"))
+    client = client_for(transport, fake_sleep, models=[Model("openai/a"), Model("openai/b")])
+    with pytest.raises(AuthenticationError):
+        await client.acomplete("one")
+    with pytest.raises(AuthenticationError):
+        await client.acomplete("two")
+    with pytest.raises(NoModelAvailableError, match="no model is left"):
+        await client.acomplete("three")
+    assert len(transport.calls) == 2
+
+
+async def test_unsupported_feature_raises_before_any_request(transport) -> None:
+    transport.unsupported["openai/a"] = UnsupportedFeatureError("openai/a does not support logprobs")
+    client = client_for(transport)
+    with pytest.raises(UnsupportedFeatureError, match="logprobs"):
+        await client.acomplete("q", sampling=SamplingParams(logprobs=True))
+    assert transport.calls == []
+
+
+async def test_incapable_models_are_skipped_for_that_call(transport) -> None:
+    transport.unsupported["openai/a"] = UnsupportedFeatureError("no")
+    client = client_for(transport, models=[Model("openai/a", weight=100), Model("openai/b", weight=1)])
+    for _ in range(5):
+        assert (await client.acomplete("q")).model == "openai/b"
+
+
+async def test_sampling_precedence_reaches_the_transport(transport) -> None:
+    model = Model("openai/a", sampling=SamplingParams(temperature=0.1, max_tokens=50, seed=3))
+    client = client_for(transport, models=[model], sampling=SamplingParams(temperature=0.5, top_p=0.5))
+    await client.acomplete("q", sampling=SamplingParams(temperature=0.9))
+    sent = transport.calls[0].sampling
+    assert (sent.temperature, sent.top_p, sent.max_tokens, sent.seed) == (0.9, 0.5, 50, 3)
+
+
+def test_sync_twin_outside_a_loop(transport) -> None:
+    assert client_for(transport).complete("sync").text == "echo: sync"
+
+
+async def test_sync_twin_inside_a_running_loop_and_shared_client(transport) -> None:
+    """Jupyter runs cells inside a loop; complete() must work there, on the same client as acomplete()."""
+    client = client_for(transport)
+    assert client.complete("inside").text == "echo: inside"
+    assert (await client.acomplete("async")).text == "echo: async"
+    assert client.complete("again").text == "echo: again"
+
+
+async def test_stream_yields_deltas_then_one_completion(transport) -> None:
+    items = [item async for item in client_for(transport).astream("a b c")]
+    assert all(isinstance(i, StreamDelta) for i in items[:-1]) and isinstance(items[-1], Completion)
+    assert "".join(i.text or "" for i in items[:-1]).strip() == items[-1].text
+
+
+def test_sync_stream(transport) -> None:
+    items = list(client_for(transport).stream("x y"))
+    assert items[-1].text == "echo: x y"
+
+
+async def test_stream_retries_before_first_delta(transport, fake_sleep) -> None:
+    transport.enqueue(ProviderError("reset"))
+    items = [i async for i in client_for(transport, fake_sleep).astream("q")]
+    assert items[-1].attempts == 2 and len(transport.calls) == 2
+
+
+async def test_stream_cache_hit_replays_text(transport, tmp_path) -> None:
+    client = client_for(transport, cache=tmp_path / "c")
+    await client.acomplete("cached stream")
+    items = [i async for i in client.astream("cached stream")]
+    assert items[0].text == "echo: cached stream" and items[-1].cache_hit
+    assert len(transport.calls) == 1
+
+
+async def test_timeout_error_is_retried(transport, fake_sleep) -> None:
+    transport.enqueue(TimeoutError("slow"))
+    assert (await client_for(transport, fake_sleep).acomplete("q")).attempts == 2
+
+
+async def test_status_counts_tokens_and_cost(transport) -> None:
+    transport.enqueue(Completion(text="x", usage=Usage(input_tokens=10, output_tokens=5), cost_usd=0.25))
+    client = client_for(transport)
+    await client.acomplete("q")
+    await client.acomplete("r")
+    assert client.status.usage.total_tokens == 15 + 5
+    assert client.status.cost_usd == 0.25 and client.status.unpriced == 1
+    client.status.reset()
+    assert client.status.succeeded == 0 and client.status.usage.total_tokens == 0
+
+
+async def test_concurrent_calls_respect_max_concurrency(transport) -> None:
+    from llmkit import RateLimits
+
+    transport.delay_s = 0.01
+    client = client_for(transport, limits=RateLimits(max_concurrency=3))
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, client.status.in_flight)
+            await asyncio.sleep(0.001)
+
+    watcher = asyncio.ensure_future(watch())
+    await asyncio.gather(*(client.acomplete(f"q{i}") for i in range(12)))
+    watcher.cancel()
+    assert peak == 3
