@@ -125,7 +125,8 @@ class Router:
                 state.next_start = max(state.next_start, state.cooldown_until)
             elif error.retryable:
                 state.failures += 1
-                if state.failures >= _FAILURES_BEFORE_COOLDOWN:
+                # Cooling down the only deployment left would only delay; backoff already spaces its retries.
+                if state.failures >= _FAILURES_BEFORE_COOLDOWN and len(self.available()) > 1:
                     state.cooldown_until = now + _FAILURE_COOLDOWN_S
                     state.failures = 0
 

@@ -112,9 +112,9 @@ async def test_cancellation_stops_dispatch_and_keeps_finished_work_cached(transp
     assert len(transport.calls) - sent == 100 - finished
 
 
-async def test_retries_inside_a_batch_end_ok(transport) -> None:
+async def test_retries_inside_a_batch_end_ok(transport, fake_sleep) -> None:
     transport.enqueue(*[ProviderError("flaky", status=500) for _ in range(5)])
-    client = client_for(transport, retry=RetryPolicy(max_attempts=5, initial_backoff_s=0))
+    client = client_for(transport, retry=RetryPolicy(max_attempts=5), sleep=fake_sleep, clock=fake_sleep.clock)
     results = await client.abatch([f"p{i}" for i in range(20)])
     assert all(r.ok for r in results) and client.status.retried == 5
 

@@ -22,11 +22,13 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from enum import Enum
 from typing import Any
 
 import httpx
 import litellm
 import pytest
+from pydantic import BaseModel
 
 from llmkit.testing import FakeProvider
 
@@ -114,6 +116,16 @@ async def test_text_reply_usage_and_recorded_request(fake: FakeProvider, provide
     assert recorded.api_key_hash == hashlib.sha256(KEY.encode()).hexdigest()[:16]
     assert KEY not in repr(recorded) and KEY not in json.dumps(recorded.body)
     assert fake.count == 1 and fake.count_status(200) == 1
+
+
+PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_list_content_mentions_images(fake: FakeProvider, provider: str) -> None:
+    content = [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": PIXEL}}]
+    response = await complete(fake, provider, [{"role": "user", "content": content}])
+    assert response.choices[0].message.content == "Echo: what is this [image]"
 
 
 @pytest.mark.parametrize("provider", ["openai", "gemini"])
@@ -217,6 +229,31 @@ async def test_json_schema_output(fake: FakeProvider, provider: str, streamed: b
                                           "json_schema": {"name": "thing", "schema": SCHEMA, "strict": True}})
     assert json.loads(response.choices[0].message.content) == {"name": "Ada", "count": 7, "tags": ["x"],
                                                                "inner": {"ok": True}}
+
+
+class Color(str, Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Part(BaseModel):
+    label: str
+    color: Color
+
+
+class Assembly(BaseModel):
+    title: str
+    quantity: int
+    weight_kg: float | None = None
+    parts: list[Part]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_pydantic_response_format_round_trips(fake: FakeProvider, provider: str) -> None:
+    # Pydantic schemas use $defs/$ref, anyOf-with-null and enums; LiteLLM rewrites them per provider.
+    response = await complete(fake, provider, "Build 'gear box' twice, 2 of them", response_format=Assembly)
+    assembly = Assembly.model_validate_json(response.choices[0].message.content)
+    assert (assembly.title, assembly.quantity, assembly.parts[0].color) == ("gear box", 2, Color.RED)
 
 
 async def test_json_object_mode_uses_quoted_keys(fake: FakeProvider) -> None:

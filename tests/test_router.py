@@ -67,3 +67,10 @@ def test_repeated_server_errors_cool_a_model_down(fake_sleep) -> None:
     for _ in range(3):
         router.on_failure(0, ProviderError("500", status=500))
     assert {router.pick([0, 1])[0] for _ in range(30)} == {1}
+
+
+def test_the_only_model_left_is_not_cooled_down_for_errors(fake_sleep) -> None:
+    router = Router([Model("a")], clock=fake_sleep.clock)
+    for _ in range(5):
+        router.on_failure(0, ProviderError("500", status=500))
+    assert router.pick([0]) == (0, 0.0)

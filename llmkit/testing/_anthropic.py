@@ -159,8 +159,14 @@ class AnthropicWire:
                     read = total
                 last = total
         created = max(last - read, 0)
-        return {"input_tokens": reply.prompt_tokens - read - created, "cache_creation_input_tokens": created,
-                "cache_read_input_tokens": read, "output_tokens": reply.completion_tokens, "service_tier": "standard"}
+        usage: dict[str, Any] = {
+            "input_tokens": reply.prompt_tokens - read - created, "cache_creation_input_tokens": created,
+            "cache_read_input_tokens": read, "output_tokens": reply.completion_tokens, "service_tier": "standard"}
+        if reply.thinking is not None:
+            # The thinking share of output_tokens, which newer API versions report (LiteLLM reads it; without it
+            # LiteLLM estimates with its own tokenizer).
+            usage["output_tokens_details"] = {"thinking_tokens": reply.reasoning_tokens}
+        return usage
 
     def _content(self, reply: Reply) -> list[dict[str, Any]]:
         content: list[dict[str, Any]] = []

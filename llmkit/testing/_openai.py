@@ -41,7 +41,7 @@ def _text(content: Any) -> str:
     return " ".join(parts)
 
 
-def _logprobs(reply: Reply, tokens: list[str], top_n: int) -> dict[str, Any]:
+def _logprobs(tokens: list[str], top_n: int) -> dict[str, Any]:
     entries = []
     for lp in token_logprobs(tokens, top_n):
         entries.append({
@@ -150,7 +150,7 @@ class OpenAIWire:
             message["reasoning_content"] = reply.thinking
         if reply.tool_calls:
             message["tool_calls"] = self._tool_calls(reply)
-        logprobs = _logprobs(reply, reply.text_chunks, body.get("top_logprobs") or 0) if body.get("logprobs") else None
+        logprobs = _logprobs(reply.text_chunks, body.get("top_logprobs") or 0) if body.get("logprobs") else None
         return {
             "id": f"chatcmpl-{meta.rid}", "object": "chat.completion", "created": meta.created,
             "model": prompt.model, "system_fingerprint": "fp_fake",
@@ -176,7 +176,7 @@ class OpenAIWire:
             frames.append(chunk({"reasoning_content": word}))
         top_n = body.get("top_logprobs") or 0
         for word in reply.text_chunks:
-            lps = _logprobs(reply, [word], top_n) if body.get("logprobs") else None
+            lps = _logprobs([word], top_n) if body.get("logprobs") else None
             frames.append(chunk({"content": word}, logprobs=lps))
         for i, call in enumerate(reply.tool_calls):
             frames.append(chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",

@@ -99,13 +99,16 @@ def parse_directives(text: str) -> Directives:
     """Read `[[fail:500]]`, `[[fail:429:2.5]]`, `[[fail_once:500]]`, `[[reset]]`, `[[invalid_json]]`, `[[sleep:1.5]]`, `[[filter]]`."""
     found: dict[str, Any] = {}
     for name, arg in _DIRECTIVE.findall(text):
-        if name in ("fail", "fail_once"):
-            status, _, retry_after = (arg or "500").partition(":")
-            found[name] = (int(status), float(retry_after) if retry_after else None)
-        elif name == "sleep":
-            found["sleep_s"] = float(arg or 0)
-        else:
-            found[name] = True
+        try:
+            if name in ("fail", "fail_once"):
+                status, _, retry_after = (arg or "500").partition(":")
+                found[name] = (int(status), float(retry_after) if retry_after else None)
+            elif name == "sleep":
+                found["sleep_s"] = float(arg or 0)
+            else:
+                found[name] = True
+        except ValueError:
+            continue  # a malformed marker is just text, like any other unknown [[...]]
     return Directives(**found)
 
 
@@ -221,7 +224,7 @@ def build_reply(prompt: Prompt, *, call_id: str, filtered: bool = False) -> Repl
     if prompt.tool_result is not None:
         text = f"Tool result: {prompt.tool_result}"
     elif tool is not None:
-        calls = [ToolCall(f"{call_id}", tool.name, schema_instance(tool.schema, prompt.last_user))]
+        calls = [ToolCall(call_id, tool.name, schema_instance(tool.schema, prompt.last_user))]
     elif prompt.json_schema is not None:
         text = json.dumps(schema_instance(prompt.json_schema, prompt.last_user), ensure_ascii=False)
     elif prompt.json_mode:
@@ -339,9 +342,13 @@ class _Generator:
             kind = next((k for k in kind if str(k).lower() != "null"), "null")
         kind = str(kind).lower() if kind else ("object" if "properties" in schema else "array" if "items" in schema else "string")
         if kind == "object":
-            return {k: self.make(v, k, depth + 1) for k, v in (schema.get("properties") or {}).items()}
+            # Past a few levels only required properties, so recursive schemas (a tree of nodes) stay finite.
+            required = schema.get("required") or []
+            return {k: self.make(v, k, depth + 1) for k, v in (schema.get("properties") or {}).items()
+                    if depth < 6 or k in required}
         if kind == "array":
-            return [self.make(schema.get("items", {}), name, depth + 1) for _ in range(max(1, schema.get("minItems", 1)))]
+            count = max(int(schema.get("minItems", 0)), 1 if depth < 6 else 0)
+            return [self.make(schema.get("items", {}), name, depth + 1) for _ in range(count)]
         if kind in ("integer", "number"):
             return self.number(schema, kind == "integer")
         if kind == "boolean":
@@ -354,7 +361,7 @@ class _Generator:
 def schema_instance(schema: dict[str, Any], prompt: str) -> Any:
     """An instance of `schema` (JSON Schema or Gemini's OpenAPI subset), deterministic for a given prompt.
 
-    Every property is filled (so required ones are); integers and numbers come from the numbers in the prompt
+    Every property is filled (only required ones deep down); integers and numbers come from the numbers in the prompt
     in order ("magic_function(3)" gives 3), else 1; strings from quoted phrases, else the property name; enums
     take their first value; arrays get one item; `$ref`, `anyOf`, `allOf` and nullable types are followed.
     """

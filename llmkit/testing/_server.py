@@ -93,7 +93,7 @@ class FakeProvider:
         self.latency_s = latency_s
         """Seconds every request waits before it is answered; settable at any time."""
         self.seed = seed
-        self._host, self._port = host, port
+        self._host, self._requested_port, self._port = host, port, port
         self._lock = threading.Lock()
         self._wires: dict[str, _Wire] = {w.name: w for w in (OpenAIWire(), AnthropicWire(), GeminiWire())}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -118,7 +118,11 @@ class FakeProvider:
         thread = threading.Thread(target=loop.run_forever, name="llmkit-FakeProvider", daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread
-        self._port = asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=30)
+        try:
+            self._port = asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=30)
+        except BaseException:
+            self.stop()  # e.g. the port is taken: do not leave a loop thread behind
+            raise
         logger.info("FakeProvider serving on %s", self.url)
         return self
 
@@ -134,7 +138,7 @@ class FakeProvider:
         # handler_cancellation: a client that gives up on a "timeout" fault frees its handler at once.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._requested_port)
         await site.start()
         return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
 
@@ -329,14 +333,16 @@ class FakeProvider:
         except ValueError:
             body = None
         path_model = request.match_info.get("target", "").rpartition(":")[0] or None
-        if not isinstance(body, dict):
-            return self._error(wire, 400, "invalid", "", message="Request body must be a JSON object.")
+        valid = isinstance(body, dict)
+        body = body if isinstance(body, dict) else {}
         model, key = wire.model(body, path_model), wire.api_key(request.headers, request.query)
         stream = wire.is_stream(body, request.query)
         with self._lock:
             self._requests.append(RecordedRequest(wire.name, request.path, model, body, _key_hash(key), stream,
                                                   time.monotonic()))
-            fault = self._take_fault()
+            fault = self._take_fault() if valid else None
+        if not valid:
+            return self._error(wire, 400, "invalid", model, message="The request body must be a JSON object.")
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
         if fault is not None:
@@ -363,9 +369,11 @@ class FakeProvider:
             return self._error(wire, once[0], "status", model, retry_after=once[1])
         if directives.fail is not None:
             return self._error(wire, directives.fail[0], "status", model, retry_after=directives.fail[1])
-        for kind in ("reset", "invalid_json"):
-            if getattr(directives, kind):
-                return await self._fault(request, wire, _Fault(kind), model, stream)  # type: ignore[return-value]
+        if directives.reset or directives.invalid_json:
+            kind = "reset" if directives.reset else "invalid_json"
+            faulted = await self._fault(request, wire, _Fault(kind), model, stream)
+            assert faulted is not None  # only "timeout" continues
+            return faulted
         if directives.sleep_s > 0:
             await asyncio.sleep(directives.sleep_s)
         if prompt.prompt_tokens > context_limit(model):

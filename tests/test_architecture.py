@@ -1,0 +1,101 @@
+"""The layer map, the public surface and import cost, checked mechanically."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import llmkit
+
+PACKAGE = Path(llmkit.__file__).parent
+
+# Each module may import only these llmkit modules (plus stdlib and third-party packages named in the docstring).
+ALLOWED = {
+    "errors": set(),
+    "_types": set(),
+    "_params": {"errors"},
+    "_result": {"errors"},
+    "_messages": {"_types", "errors"},
+    "_fingerprint": {"_messages", "_params", "_types"},
+    "_cache": {"_result"},
+    "_limiter": {"_params", "errors"},
+    "_router": {"_params", "errors"},
+    "_retry": {"_params", "errors"},
+    "_status": {"_result"},
+    "_normalize": {"_result", "errors"},
+    "_transport": {"_normalize", "_params", "_result", "_types", "errors"},
+    "_sync": set(),
+    "_batch": {"_client", "_params", "_result", "_types", "errors"},
+    "_client": {
+        "_batch", "_cache", "_fingerprint", "_limiter", "_messages", "_params", "_result", "_retry", "_router",
+        "_status", "_sync", "_transport", "_types", "errors",
+    },
+}
+LITELLM_ONLY_IN = {"_transport", "cli", "local", "_local"}
+
+
+def _imports(path: Path) -> tuple[set[str], set[str]]:
+    """(llmkit modules imported, top-level third-party names imported at module level)."""
+    tree = ast.parse(path.read_text())
+    internal, top_level = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                internal.add(node.module.split(".")[0])
+            else:
+                internal.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            top_level.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            top_level.update(alias.name.split(".")[0] for alias in node.names)
+    return internal, top_level
+
+
+def test_layers_import_only_earlier_layers() -> None:
+    for name, allowed in ALLOWED.items():
+        internal, _ = _imports(PACKAGE / f"{name}.py")
+        assert internal <= allowed, f"{name} imports {sorted(internal - allowed)} against the layer map"
+
+
+def test_only_the_transport_imports_litellm() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        _, imported = _imports(path)
+        if "litellm" in imported and path.stem not in LITELLM_ONLY_IN:
+            offenders.append(str(path.relative_to(PACKAGE)))
+    assert offenders == []
+
+
+def test_import_llmkit_stays_light() -> None:
+    code = (
+        "import sys, llmkit; heavy = [m for m in ('litellm', 'langchain_core', 'aiohttp', 'openai') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
+
+
+def test_all_is_sorted_complete_and_resolvable() -> None:
+    assert llmkit.__all__ == sorted(llmkit.__all__)
+    for name in llmkit.__all__:
+        assert getattr(llmkit, name) is not None
+    public_classes = {
+        name for name, obj in vars(llmkit).items() if isinstance(obj, type) and not name.startswith("_")
+    }
+    assert public_classes <= set(llmkit.__all__)
+
+
+def test_public_classes_show_the_public_module() -> None:
+    assert llmkit.LLMClient.__module__ == "llmkit"
+    assert "llmkit._" not in repr(llmkit.Completion)
+
+
+def test_no_print_outside_the_cli() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        if path.stem in {"cli", "__main__"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                raise AssertionError(f"print() in {path.relative_to(PACKAGE)}:{node.lineno}")
