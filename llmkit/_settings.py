@@ -164,6 +164,39 @@ class ConfigFile(BaseModel):
         return self.pools[name]
 
 
+class _SamplingShape(SamplingParams):
+    __init__ = BaseModel.__init__  # type: ignore[assignment]
+
+
+class _LimitsShape(RateLimits):
+    __init__ = BaseModel.__init__  # type: ignore[assignment]
+
+
+class _RetryShape(RetryPolicy):
+    __init__ = BaseModel.__init__  # type: ignore[assignment]
+
+
+class _ModelShape(Model):
+    __init__ = BaseModel.__init__  # type: ignore[assignment]
+    sampling: _SamplingShape | None = None
+    limits: _LimitsShape | None = None
+
+
+class _PoolShape(PoolConfig):
+    models: list[_ModelShape] = Field(min_length=1)  # type: ignore[assignment]
+    sampling: _SamplingShape | None = None
+    limits: _LimitsShape | None = None
+    retry: _RetryShape | None = None
+
+
+class _FileShape(ConfigFile):
+    """The same schema with pydantic's own ``__init__``: ``_Params.__init__`` flattens a nested ValidationError into
+    one ``ConfigError`` string (quoting the whole mapping, keys included); validating this shape first keeps one
+    structured error per problem, with its location."""
+
+    pools: dict[str, _PoolShape] = Field(min_length=1)  # type: ignore[assignment]
+
+
 # -- discovery ----------------------------------------------------------------------------------------------------
 
 
@@ -246,9 +279,10 @@ def load_config(path: str | os.PathLike[str], *, require_keys: bool = True) -> C
     if env.problems:
         raise ConfigError("\n".join(_locate(path, node, loc) + msg for loc, msg in env.problems))
     try:
-        config = ConfigFile.model_validate(data)
+        _FileShape.model_validate(data)
     except ValidationError as exc:
         raise ConfigError("\n".join(_describe(path, node, raw, err) for err in exc.errors())) from None
+    config = ConfigFile.model_validate(data)
     secrets = env.secrets + [m.api_key.get_secret_value() for p in config.pools.values() for m in p.models if m.api_key]
     config._path, config._secrets = path, tuple(dict.fromkeys(s for s in secrets if s))
     return config
@@ -355,7 +389,7 @@ def _raw_at(raw: Any, loc: tuple[Any, ...]) -> Any:
 
 def _message(err: Mapping[str, Any]) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
-    return msg[:1].lower() + msg[1:] if msg.startswith("Input ") else msg
+    return "must be " + msg.removeprefix("Input should be ") if msg.startswith("Input should be ") else msg
 
 
 def _owner(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -388,6 +422,9 @@ def _describe(path: Path, node: yaml.Node | None, raw: Any, err: Mapping[str, An
         owner = _owner(loc[:-1])
         allowed = list(owner.model_fields) if owner else []
         hint = f"; allowed: {', '.join(allowed)}" + _did_you_mean(str(loc[-1]), allowed) if allowed else ""
+        for section, cls in (("sampling", SamplingParams), ("limits", RateLimits), ("retry", RetryPolicy)):
+            if owner is not None and section in owner.model_fields and loc[-1] in cls.model_fields:
+                hint += f" ({loc[-1]} goes under '{section}:')"
         return f"{where}unknown key{hint}"
     if err["type"] == "missing":
         return f"{where}required key is missing"
