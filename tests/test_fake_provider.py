@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import litellm
 import pytest
+from litellm.exceptions import MidStreamFallbackError
 from pydantic import BaseModel
 
 from llmkit.testing import FakeProvider
@@ -376,6 +377,28 @@ async def test_stream_500_reaches_the_server_once(fake: FakeProvider, provider: 
     with pytest.raises((litellm.InternalServerError, litellm.ServiceUnavailableError)):
         await stream(fake, provider)
     assert fake.count == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_stream_429_keeps_retry_after(fake: FakeProvider, provider: str) -> None:
+    fake.fail_next(status=429, retry_after=1.5)
+    with pytest.raises(litellm.ServiceUnavailableError if provider == "gemini" else litellm.RateLimitError) as caught:
+        await stream(fake, provider)
+    error = caught.value
+    if provider == "gemini":
+        # Gemini streams send the request on the first chunk, so LiteLLM wraps the error for Router fallbacks.
+        assert isinstance(error, MidStreamFallbackError)
+        error = error.original_exception
+        assert isinstance(error, litellm.RateLimitError)
+    assert error.litellm_response_headers["retry-after"] == "1.5" and fake.count == 1
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+async def test_stream_invalid_json_is_swallowed_by_litellm(fake: FakeProvider, provider: str) -> None:
+    # A garbage SSE event is skipped, not raised: the stream just ends empty (OpenAI raises instead).
+    fake.fail_next(kind="invalid_json")
+    response, _ = await stream(fake, provider)
+    assert not response.choices[0].message.content and fake.count == 1
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

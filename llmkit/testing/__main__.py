@@ -1,4 +1,4 @@
-"""`python -m llmkit.testing [--port N] [--latency-s S] [--seed N]`: serve a FakeProvider until Ctrl-C.
+"""Serve a FakeProvider until Ctrl-C: `python -m llmkit.testing [--port N] [--latency-s S] [--seed N]`.
 
 Useful for pointing a notebook, a script or another language's client at the fake by hand.
 """

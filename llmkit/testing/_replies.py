@@ -14,7 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 __all__ = [
     "CONTEXT_LIMIT",
@@ -26,6 +26,7 @@ __all__ = [
     "ToolCall",
     "TokenLogprob",
     "ToolSpec",
+    "Wire",
     "build_reply",
     "chunks",
     "context_limit",
@@ -366,3 +367,21 @@ def schema_instance(schema: dict[str, Any], prompt: str) -> Any:
     take their first value; arrays get one item; `$ref`, `anyOf`, `allOf` and nullable types are followed.
     """
     return _Generator(schema, prompt).make(schema, "value")
+
+
+class Wire(Protocol):
+    """What the server needs from a wire-format module: parse a request body, render replies and errors."""
+
+    name: str
+    call_prefix: str
+    auth_status: int
+
+    def api_key(self, headers: Any, query: Any) -> str | None: ...
+    def model(self, body: dict[str, Any], path_model: str | None) -> str: ...
+    def is_stream(self, body: dict[str, Any], query: Any) -> bool: ...
+    def parse(self, body: dict[str, Any], model: str) -> Prompt: ...
+    def validate(self, body: dict[str, Any]) -> str | None: ...
+    def error(self, status: int, kind: str, *, model: str = "", prompt_tokens: int = 0,
+              message: str | None = None) -> dict[str, Any]: ...
+    def render(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> dict[str, Any]: ...
+    def render_stream(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> list[str]: ...

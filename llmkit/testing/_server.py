@@ -18,14 +18,14 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from ._anthropic import AnthropicWire
 from ._gemini import GeminiWire
 from ._openai import OpenAIWire
-from ._replies import Meta, Prompt, Reply, build_reply, context_limit, parse_directives, stable_id
+from ._replies import Meta, Wire, build_reply, context_limit, parse_directives, stable_id
 
 __all__ = ["FakeProvider", "RecordedRequest"]
 
@@ -34,22 +34,6 @@ logger = logging.getLogger(__name__)
 INVALID_KEY = "invalid-key"
 FAULT_KINDS = ("status", "reset", "invalid_json", "timeout")
 _GARBAGE = '{"id": "garbage", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assist'
-
-
-class _Wire(Protocol):
-    name: str
-    call_prefix: str
-    auth_status: int
-
-    def api_key(self, headers: Any, query: Any) -> str | None: ...
-    def model(self, body: dict[str, Any], path_model: str | None) -> str: ...
-    def is_stream(self, body: dict[str, Any], query: Any) -> bool: ...
-    def parse(self, body: dict[str, Any], model: str) -> Prompt: ...
-    def validate(self, body: dict[str, Any]) -> str | None: ...
-    def error(self, status: int, kind: str, *, model: str = "", prompt_tokens: int = 0,
-              message: str | None = None) -> dict[str, Any]: ...
-    def render(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> dict[str, Any]: ...
-    def render_stream(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -95,7 +79,8 @@ class FakeProvider:
         self.seed = seed
         self._host, self._requested_port, self._port = host, port, port
         self._lock = threading.Lock()
-        self._wires: dict[str, _Wire] = {w.name: w for w in (OpenAIWire(), AnthropicWire(), GeminiWire())}
+        self._openai = OpenAIWire()
+        self._wires: dict[str, Wire] = {w.name: w for w in (self._openai, AnthropicWire(), GeminiWire())}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -156,6 +141,10 @@ class FakeProvider:
         thread.join(timeout=10)
         loop.close()
         self._loop = self._thread = self._runner = None
+
+    def __repr__(self) -> str:
+        state = self.url if self._thread is not None else "stopped"
+        return f"<FakeProvider {state} requests={self.count}>"
 
     def __enter__(self) -> FakeProvider:
         return self.start()
@@ -294,12 +283,12 @@ class FakeProvider:
             self._statuses[response.status] += 1
         return response
 
-    def _route(self, wire: _Wire, endpoint: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def _route(self, wire: Wire, endpoint: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             return await self._handle(request, wire, endpoint)
         return handle
 
-    def _error(self, wire: _Wire, status: int, kind: str, model: str, *, retry_after: float | None = None,
+    def _error(self, wire: Wire, status: int, kind: str, model: str, *, retry_after: float | None = None,
                prompt_tokens: int = 0, message: str | None = None) -> web.Response:
         if kind == "status":  # an injected 401/404/429 looks like the real one, so clients classify it alike
             kind = {401: "auth", 404: "not_found", 429: "rate_limit"}.get(status, kind)
@@ -310,7 +299,7 @@ class FakeProvider:
         body = wire.error(status, kind, model=model, prompt_tokens=prompt_tokens, message=message)
         return web.json_response(body, status=status, headers=headers)
 
-    async def _fault(self, request: web.Request, wire: _Wire, fault: _Fault, model: str,
+    async def _fault(self, request: web.Request, wire: Wire, fault: _Fault, model: str,
                      stream: bool) -> web.StreamResponse | None:
         """Answer with the fault, or None to continue normally (after a "timeout" hang)."""
         logger.debug("FakeProvider fault %s on %s", fault, request.path)
@@ -327,7 +316,7 @@ class FakeProvider:
         await asyncio.sleep(fault.hang_s)
         return None
 
-    async def _handle(self, request: web.Request, wire: _Wire, endpoint: str) -> web.StreamResponse:
+    async def _handle(self, request: web.Request, wire: Wire, endpoint: str) -> web.StreamResponse:
         try:
             body = await request.json()
         except ValueError:
@@ -357,10 +346,10 @@ class FakeProvider:
         if model.startswith("missing"):
             return self._error(wire, 404, "not_found", model)
         if endpoint == "embeddings":
-            return web.json_response(OpenAIWire().embeddings(body))
+            return web.json_response(self._openai.embeddings(body))
         return await self._chat(request, wire, body, model, stream)
 
-    async def _chat(self, request: web.Request, wire: _Wire, body: dict[str, Any], model: str,
+    async def _chat(self, request: web.Request, wire: Wire, body: dict[str, Any], model: str,
                     stream: bool) -> web.StreamResponse:
         prompt = wire.parse(body, model)
         directives = parse_directives(prompt.last_user)
