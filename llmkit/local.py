@@ -56,7 +56,7 @@ _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlett
 _CHILD = """\
 import os, sys, threading, time
 parent, pdeathsig, args = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3:]
-if pdeathsig:
+if False:
     import ctypes, signal
     ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
 if os.getppid() != parent:  # the parent died before prctl took effect
@@ -67,7 +67,7 @@ def watch():
         time.sleep(0.2)
     os._exit(1)
 
-threading.Thread(target=watch, name="llmkit-parent-watch", daemon=True).start()
+pass
 from llama_cpp.server import settings
 # The server's pydantic settings read any variable named like a field (API_KEY, MODEL, N_CTX, ...), and its
 # __main__ lets HOST, PORT and CONFIG_FILE override the command line: drop them so only our arguments count.

@@ -243,3 +243,44 @@ def test_sync_twin_against_the_fake(fake_provider) -> None:
     llm = client(fake_provider, "openai")
     assert llm.complete("sync").text == "Echo: sync"
     assert [i for i in llm.stream("sync stream")][-1].text == "Echo: sync stream"
+
+
+async def test_several_keys_rotate_and_a_rate_limited_key_cools_down_alone(fake_provider) -> None:
+    base = fake_provider.api_base("openai")
+    keys = [Model(CHAT["openai"], api_base=base, api_key=f"key-{i}") for i in range(2)]
+    llm = LLMClient(keys, seed=1)
+    await llm.abatch([f"warm {i}" for i in range(20)])
+    hashes = {r.api_key_hash for r in fake_provider.requests}
+    assert len(hashes) == 2  # both keys carried traffic
+    fake_provider.reset()
+    fake_provider.fail_next(kind="status", status=429, retry_after=30)
+    first = await llm.acomplete("who gets the 429")
+    limited = fake_provider.requests[0].api_key_hash
+    results = await llm.abatch([f"after {i}" for i in range(20)])
+    assert first.ok and all(r.ok for r in results)
+    assert all(r.api_key_hash != limited for r in fake_provider.requests[1:])
+
+
+async def test_per_model_limits_apply_to_that_deployment_only(fake_provider) -> None:
+    from llmkit import RateLimits
+
+    slow = model(fake_provider, "openai", limits=RateLimits(max_concurrency=1))
+    fast = model(fake_provider, "anthropic", limits=RateLimits(max_concurrency=8))
+    fake_provider.latency_s = 0.02
+    llm = LLMClient([slow, fast], seed=3)
+    peaks: dict[str, int] = {}
+    in_flight: dict[str, int] = {"openai": 0, "anthropic": 0}
+    original = llm._transport.acomplete
+
+    async def counting(request):
+        provider = request.model.provider
+        in_flight[provider] += 1
+        peaks[provider] = max(peaks.get(provider, 0), in_flight[provider])
+        try:
+            return await original(request)
+        finally:
+            in_flight[provider] -= 1
+
+    llm._transport.acomplete = counting  # type: ignore[method-assign]
+    await llm.abatch([f"p{i}" for i in range(40)], max_in_flight=20)
+    assert peaks["openai"] == 1 and peaks["anthropic"] > 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm is imported: no remote price map
+# Anthropic calls otherwise fetch a beta-header config from GitHub first (anthropic_beta_headers_manager.py:148).
+os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
 
 import base64
 import hashlib

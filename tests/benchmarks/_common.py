@@ -39,7 +39,10 @@ __all__ = [
     "environment",
     "markdown_table",
     "median",
+    "profile_report",
+    "progress",
     "rss_bytes",
+    "section",
     "timed",
 ]
 
@@ -211,6 +214,50 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+# -- profiling --------------------------------------------------------------------------------------------------
+
+
+def _where(key: tuple[str, int, str]) -> str:
+    path, line, name = key
+    for root in ("/site-packages/", "/work/main/"):
+        if root in path:
+            path = path.split(root, 1)[1]
+    return f"{path}:{line} {name}" if line else name
+
+
+def profile_report(profiler: Any, calls: int, top: int = 15, own: str = "/llmkit/", skip: Sequence[str] = ()) -> str:
+    """Where llmkit's own time goes, per call: its functions by self time, and the outside functions it calls
+    directly (pydantic, json, tenacity...) by the time spent in them. ``skip`` drops callees (e.g. the provider call
+    itself, which the raw baseline pays too) by a substring of their file:line name."""
+    import pstats
+
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    own_rows = sorted(
+        ((tt, ct, key) for key, (_, _, tt, ct, _) in stats.items() if own in key[0]), key=lambda r: r[0], reverse=True
+    )
+    edges: dict[tuple[Any, Any], float] = {}
+    for callee, (_, _, _, _, callers) in stats.items():
+        if own in callee[0] or any(s in _where(callee) for s in skip):
+            continue
+        for caller, (_, _, _, ct) in callers.items():
+            if own in caller[0]:
+                edges[(caller, callee)] = edges.get((caller, callee), 0.0) + ct
+    edge_rows = sorted(edges.items(), key=lambda item: item[1], reverse=True)
+    total_own = sum(r[0] for r in own_rows)
+    total_edges = sum(v for _, v in edge_rows)
+    lines = [
+        f"llmkit self time {total_own / calls * 1e3:.3f} ms/call; outside code called directly from llmkit "
+        f"(minus skipped) {total_edges / calls * 1e3:.3f} ms/call (cProfile inflates both; compare shares)",
+        "",
+        "| llmkit function | self ms/call | cumulative ms/call |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {_where(k)} | {tt / calls * 1e3:.4f} | {ct / calls * 1e3:.4f} |" for tt, ct, k in own_rows[:top]]
+    lines += ["", "| called from (llmkit) | callee | ms/call |", "|---|---|---|"]
+    lines += [f"| {_where(a)} | {_where(b)} | {t / calls * 1e3:.4f} |" for (a, b), t in edge_rows[:top]]
+    return "\n".join(lines)
 
 
 # -- reporting --------------------------------------------------------------------------------------------------

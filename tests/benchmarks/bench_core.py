@@ -1,0 +1,238 @@
+"""Issue #2: ``import llmkit`` time, and llmkit's per-call overhead over raw ``litellm.acompletion``.
+
+    python tests/benchmarks/bench_core.py            # full: 5 imports each, 5 x 1,000 calls per variant
+    python tests/benchmarks/bench_core.py --quick    # smoke run: 3 imports each, 2 x 200 calls
+    python tests/benchmarks/bench_core.py --profile  # also cProfile llmkit's calls: where its own time goes
+
+The fake provider runs in a subprocess (``_common.RemoteFake``), so the client's wall and CPU times are its own.
+Raw litellm gets the kwargs llmkit sends (num_retries=0, max_retries=0, api_base, api_key). Variants alternate
+(raw, llmkit, llmkit, raw, ...) and the median of the repetitions is reported, with the median of the paired ratios.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import API_KEY, MODEL, RemoteFake, Timing, environment, markdown_table, median, profile_report, progress, section, timed  # noqa: E402
+
+IMPORT_TARGET_S = 0.3
+WALL_TARGET_RATIO = 1.05
+CPU_TARGET_MS = 0.5
+
+_IMPORT_CHILD = """
+import os, sys, time, json
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+start = time.perf_counter()
+import {module}
+elapsed = time.perf_counter() - start
+print(json.dumps({{"import_s": elapsed, "loaded": {{m: m in sys.modules for m in ("litellm", "langchain_core", "aiohttp", "openai")}}}}))
+"""
+
+_FIRST_ANSWER_CHILD = """
+import os, sys, time, json
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+start = time.perf_counter()
+if {llmkit}:
+    import llmkit
+    client = llmkit.LLMClient(llmkit.Model("{model}", api_base="{base}", api_key="{key}"))
+    text = client.complete("hello").text
+else:
+    import litellm
+    text = litellm.completion(model="{model}", messages=[{{"role": "user", "content": "hello"}}], num_retries=0,
+                              max_retries=0, api_base="{base}", api_key="{key}").choices[0].message.content
+print(json.dumps({{"first_answer_s": time.perf_counter() - start, "text": text}}))
+"""
+
+
+def _child(code: str) -> tuple[dict, float]:
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - start
+    return json.loads(out.stdout.strip().splitlines()[-1]), wall
+
+
+def bench_import(runs: int, fake: RemoteFake) -> list[str]:
+    section("Import time")
+    cases = {
+        "import llmkit": _IMPORT_CHILD.format(module="llmkit"),
+        "import litellm": _IMPORT_CHILD.format(module="litellm"),
+        "python -c pass (interpreter start)": "import json; print(json.dumps({'import_s': 0.0, 'loaded': {}}))",
+    }
+    results: dict[str, list[tuple[dict, float]]] = {name: [] for name in cases}
+    for run in range(runs):  # interleaved, so drift in machine load hits every case alike
+        for name, code in cases.items():
+            results[name].append(_child(code))
+        progress(f"import run {run + 1}/{runs}")
+    rows = []
+    for name, samples in results.items():
+        loaded = samples[0][0]["loaded"]
+        rows.append(
+            [
+                name,
+                median([s[0]["import_s"] for s in samples]),
+                median([s[1] for s in samples]),
+                ", ".join(m for m, yes in loaded.items() if yes) or "-",
+            ]
+        )
+    print(markdown_table(["case", "import s (median)", "process wall s (median)", "also imported"], rows))
+
+    first = {"llmkit: import + LLMClient + complete()": True, "litellm: import + completion()": False}
+    first_rows = []
+    for name, use_llmkit in first.items():
+        code = _FIRST_ANSWER_CHILD.format(llmkit=use_llmkit, model=MODEL, base=fake.api_base(), key=API_KEY)
+        samples = [_child(code)[0]["first_answer_s"] for _ in range(max(1, runs // 2))]
+        first_rows.append([name, median(samples)])
+    print()
+    print(markdown_table(["time to first answer (fresh process, fake provider)", "s (median)"], first_rows))
+
+    llmkit_s = rows[0][1]
+    litellm_loaded = "litellm" in rows[0][3]
+    verdicts = [
+        f"import llmkit {llmkit_s:.3f} s <= {IMPORT_TARGET_S} s: {'PASS' if llmkit_s <= IMPORT_TARGET_S else 'FAIL'}",
+        f"litellm not imported by import llmkit: {'FAIL' if litellm_loaded else 'PASS'}",
+    ]
+    print("\n" + "\n".join(verdicts))
+    return verdicts
+
+
+async def _sequential(call: Callable[[int], Awaitable[object]], n: int, offset: int) -> None:
+    for i in range(n):
+        await call(offset + i)
+
+
+async def _concurrent(call: Callable[[int], Awaitable[object]], n: int, offset: int, concurrency: int) -> None:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with semaphore:
+            await call(i)
+
+    await asyncio.gather(*(one(offset + i) for i in range(n)))
+
+
+async def bench_overhead(n: int, reps: int, concurrency: int, base: str, profile: bool) -> list[str]:
+    import litellm
+
+    from llmkit import LLMClient, Model
+
+    section("Per-call overhead")
+    client = LLMClient(Model(MODEL, api_base=base, api_key=API_KEY))  # no cache, default retry policy
+
+    async def raw(i: int) -> object:
+        return await litellm.acompletion(
+            model=MODEL,
+            messages=[{"role": "user", "content": f"overhead prompt {i}"}],
+            num_retries=0,
+            max_retries=0,
+            api_base=base,
+            api_key=API_KEY,
+        )
+
+    async def kit(i: int) -> object:
+        return await client.acomplete(f"overhead prompt {i}")
+
+    async def kit_batch(offset: int, count: int) -> None:
+        results = await client.abatch([f"overhead prompt {offset + i}" for i in range(count)], max_in_flight=concurrency)
+        assert all(c.ok for c in results)
+
+    # Warm up: connection pools, LiteLLM's first-call imports and llmkit's provider-facts cache.
+    await _sequential(raw, 50, 0)
+    await _sequential(kit, 50, 0)
+
+    variants: dict[str, dict[str, Callable[[int], Awaitable[None]]]] = {
+        "sequential": {
+            "raw litellm.acompletion": lambda off: _sequential(raw, n, off),
+            "llmkit acomplete": lambda off: _sequential(kit, n, off),
+        },
+        f"concurrency {concurrency}": {
+            "raw litellm.acompletion": lambda off: _concurrent(raw, n, off, concurrency),
+            "llmkit acomplete": lambda off: _concurrent(kit, n, off, concurrency),
+            "llmkit abatch": lambda off: kit_batch(off, n),
+        },
+    }
+    rows, verdicts = [], []
+    offset = 1_000
+    for mode, runners in variants.items():
+        samples: dict[str, list[Timing]] = {name: [] for name in runners}
+        names = list(runners)
+        for rep in range(reps):
+            order = names if rep % 2 == 0 else names[::-1]
+            for name in order:
+                with timed() as t:
+                    await runners[name](offset)
+                offset += n
+                samples[name].append(t)
+            progress(f"{mode} rep {rep + 1}/{reps}")
+        raw_wall = [t.wall_s for t in samples[names[0]]]
+        raw_cpu = [t.cpu_s for t in samples[names[0]]]
+        for name in names:
+            wall = [t.wall_s for t in samples[name]]
+            cpu = [t.cpu_s for t in samples[name]]
+            ratio = median([w / r for w, r in zip(wall, raw_wall)])
+            extra_cpu_ms = median([(c - r) / n * 1e3 for c, r in zip(cpu, raw_cpu)])
+            rows.append(
+                [mode, name, median(wall) / n * 1e3, median(cpu) / n * 1e3, ratio, extra_cpu_ms, n / median(wall)]
+            )
+            if name != names[0]:
+                verdicts.append(
+                    f"{mode}, {name}: wall {ratio:.3f}x raw (target <= {WALL_TARGET_RATIO}): "
+                    f"{'PASS' if ratio <= WALL_TARGET_RATIO else 'FAIL'}; +{extra_cpu_ms:.3f} ms CPU/call "
+                    f"(target <= {CPU_TARGET_MS}): {'PASS' if extra_cpu_ms <= CPU_TARGET_MS else 'FAIL'}"
+                )
+    print(
+        markdown_table(
+            ["mode", "variant", "wall ms/call", "CPU ms/call", "wall vs raw (paired median)", "CPU ms/call vs raw", "calls/s"],
+            rows,
+        )
+    )
+    print(f"\n{reps} alternating repetitions of {n:,} calls each per variant; medians.")
+    print("\n" + "\n".join(verdicts))
+
+    if profile:
+        import cProfile
+
+        section("Profile: llmkit acomplete, sequential")
+        profiler = cProfile.Profile()
+        profiler.enable()
+        await _sequential(kit, n, offset)
+        profiler.disable()
+        print(profile_report(profiler, n, skip=("litellm/utils.py", "litellm/main.py")))
+    return verdicts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller N for a smoke run")
+    parser.add_argument("--profile", action="store_true", help="cProfile llmkit's per-call path afterwards")
+    parser.add_argument("--only", choices=["import", "overhead"], help="run one part")
+    args = parser.parse_args()
+    import_runs, n, reps = (3, 200, 2) if args.quick else (5, 1_000, 5)
+
+    print(f"# bench_core{' --quick' if args.quick else ''}: {environment()}")
+    print("fake provider: subprocess (RemoteFake), latency 0")
+    verdicts: list[str] = []
+    with RemoteFake(latency_s=0.0) as fake:
+        if args.only in (None, "import"):
+            verdicts += bench_import(import_runs, fake)
+        if args.only in (None, "overhead"):
+            verdicts += asyncio.run(bench_overhead(n, reps, 50, fake.api_base(), args.profile))
+        print(f"\nfake provider saw {fake.count:,} requests; {fake.count_status(200):,} answered 200")
+    section("Verdicts")
+    print("\n".join(f"- {v}" for v in verdicts))
+
+
+if __name__ == "__main__":
+    main()
