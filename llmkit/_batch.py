@@ -87,7 +87,10 @@ async def as_completed(
     on_result: OnResult | None = None,
     max_in_flight: int | None = None,
 ) -> AsyncIterator[tuple[int, Completion]]:
-    """Yield ``(index, completion)`` as each prompt finishes; at most ``max_in_flight`` requests at once."""
+    """``(index, completion)`` pairs as prompts finish, at most ``max_in_flight`` requests at once.
+
+    Memory stays flat for any number of prompts: the iterable is pulled only as requests finish.
+    """
     limit = _in_flight_limit(client, max_in_flight)
     total = len(prompts) if hasattr(prompts, "__len__") else None  # type: ignore[arg-type]
     progress = _Progress(client, total, show_progress)
@@ -181,7 +184,12 @@ async def abatch(
     on_result: OnResult | None = None,
     max_in_flight: int | None = None,
 ) -> list[Any]:
-    """Every prompt's ``Completion`` (or text, with ``return_completions_only``), in input order."""
+    """Every prompt's ``Completion`` in input order (``return_completions_only``: its text, None on failure).
+
+    A failed prompt's completion has ``error`` set and the batch goes on, unless ``raise_on_error``. At most
+    ``max_in_flight`` requests at once (default: ``limits.max_concurrency``, else 100). Cancelling (Ctrl-C for
+    ``batch``) stops dispatch; what finished is already cached.
+    """
     results: dict[int, Completion] = {}
     stream = as_completed(
         client,

@@ -11,17 +11,15 @@ import json
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from . import _batch, _sync
-from ._batch import OnResult
 from ._cache import ResponseCache
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
 from ._messages import to_messages
-from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
+from ._params import Model, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
 from ._result import Completion, StreamDelta
 from ._retry import retrying, wait_s
 from ._router import Router
@@ -133,16 +131,7 @@ class LLMClient:
             raise completion.error
         return completion
 
-    def complete(
-        self,
-        prompt: MessagesInput,
-        *,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
-        prefer_model: str | None = None,
-    ) -> Completion:
-        """Sync twin of ``acomplete``; works inside a running event loop (Jupyter) too."""
-        return _sync.run(self.acomplete(prompt, sampling=sampling, options=options, prefer_model=prefer_model))
+    complete = _sync.sync_twin(acomplete)
 
     async def astream(
         self,
@@ -199,7 +188,9 @@ class LLMClient:
         by_key: dict[tuple[str, SamplingParams, str], str] = {}
         for index in self._router.available() or range(len(self.models)):
             model = self.models[index]
-            merged = self._default_sampling[index] if sampling is None else merge(model.sampling, self.sampling, sampling)
+            merged = (
+                self._default_sampling[index] if sampling is None else merge(model.sampling, self.sampling, sampling)
+            )
             request = Request(model=model, messages=messages, sampling=merged, options=options)
             try:
                 self._transport.check(request)
@@ -210,7 +201,11 @@ class LLMClient:
             key = (model.name, merged, json.dumps(model.provider_options, sort_keys=True, default=str))
             if key not in by_key:
                 by_key[key] = fingerprint(
-                    messages, model=model.name, sampling=merged, options=options, provider_options=model.provider_options
+                    messages,
+                    model=model.name,
+                    sampling=merged,
+                    options=options,
+                    provider_options=model.provider_options,
                 )
             fingerprints[index] = by_key[key]
         if not requests:
@@ -329,83 +324,11 @@ class LLMClient:
             for permit in permits:
                 permit.release(used)
 
-    # -- batches (implemented in _batch) ----------------------------------------------------------------------
+    # -- batches: implemented in _batch as functions of the client ------------------------------------------
 
-    async def abatch(
-        self,
-        prompts: Iterable[MessagesInput | Prompt],
-        *,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
-        show_progress: bool = False,
-        return_completions_only: bool = False,
-        raise_on_error: bool = False,
-        on_result: OnResult | None = None,
-        max_in_flight: int | None = None,
-    ) -> list[Any]:
-        """Every prompt's ``Completion`` in input order (``return_completions_only``: its text, None on failure).
-
-        A failed prompt's completion has ``error`` set and the batch goes on, unless ``raise_on_error``. At most
-        ``max_in_flight`` requests at once (default: ``limits.max_concurrency``, else 100).
-        """
-        return await _batch.abatch(
-            self,
-            prompts,
-            sampling=sampling,
-            options=options,
-            show_progress=show_progress,
-            return_completions_only=return_completions_only,
-            raise_on_error=raise_on_error,
-            on_result=on_result,
-            max_in_flight=max_in_flight,
-        )
-
-    def batch(
-        self,
-        prompts: Iterable[MessagesInput | Prompt],
-        *,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
-        show_progress: bool = False,
-        return_completions_only: bool = False,
-        raise_on_error: bool = False,
-        on_result: OnResult | None = None,
-        max_in_flight: int | None = None,
-    ) -> list[Any]:
-        """Sync twin of ``abatch``; Ctrl-C stops it, and what finished is already cached."""
-        return _sync.run(
-            self.abatch(
-                prompts,
-                sampling=sampling,
-                options=options,
-                show_progress=show_progress,
-                return_completions_only=return_completions_only,
-                raise_on_error=raise_on_error,
-                on_result=on_result,
-                max_in_flight=max_in_flight,
-            )
-        )
-
-    def as_completed(
-        self,
-        prompts: Iterable[MessagesInput | Prompt],
-        *,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
-        show_progress: bool = False,
-        on_result: OnResult | None = None,
-        max_in_flight: int | None = None,
-    ) -> AsyncIterator[tuple[int, Completion]]:
-        """``(index, completion)`` pairs as prompts finish; memory stays flat for any number of prompts."""
-        return _batch.as_completed(
-            self,
-            prompts,
-            sampling=sampling,
-            options=options,
-            show_progress=show_progress,
-            on_result=on_result,
-            max_in_flight=max_in_flight,
-        )
+    abatch = _batch.abatch
+    batch = _sync.sync_twin(_batch.abatch)
+    as_completed = _batch.as_completed
 
     def close(self) -> None:
         """Close the cache's files (the client is unusable for cached calls afterwards)."""

@@ -8,7 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import LLMError
 
-__all__ = ["Completion", "FinishReason", "StreamDelta", "ToolCall", "ToolCallChunk", "TokenLogprob", "TopLogprob", "Usage"]
+__all__ = [
+    "Completion",
+    "FinishReason",
+    "StreamDelta",
+    "ToolCall",
+    "ToolCallChunk",
+    "TokenLogprob",
+    "TopLogprob",
+    "Usage",
+]
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-__all__ = ["iterate", "run"]
+__all__ = ["iterate", "run", "sync_twin"]
 
 T = TypeVar("T")
+S = TypeVar("S")
+P = ParamSpec("P")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -56,3 +59,17 @@ def iterate(agen: AsyncIterator[T]) -> Iterator[T]:
         aclose = getattr(agen, "aclose", None)
         if aclose is not None:
             run(aclose())
+
+
+def sync_twin(method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]]) -> Callable[Concatenate[S, P], T]:
+    """The blocking twin of an async method: same signature and docs, run on the background loop."""
+
+    @functools.wraps(method)
+    def twin(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run(method(self, *args, **kwargs))
+
+    twin.__name__ = twin.__qualname__ = method.__name__.removeprefix("a")
+    twin.__doc__ = f"Sync twin of ``{method.__name__}``; works inside a running event loop (Jupyter) too.\n\n" + (
+        method.__doc__ or ""
+    )
+    return twin

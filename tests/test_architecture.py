@@ -29,8 +29,20 @@ ALLOWED = {
     "_sync": set(),
     "_batch": {"_client", "_params", "_result", "_types", "errors"},
     "_client": {
-        "_batch", "_cache", "_fingerprint", "_limiter", "_messages", "_params", "_result", "_retry", "_router",
-        "_status", "_sync", "_transport", "_types", "errors",
+        "_batch",
+        "_cache",
+        "_fingerprint",
+        "_limiter",
+        "_messages",
+        "_params",
+        "_result",
+        "_retry",
+        "_router",
+        "_status",
+        "_sync",
+        "_transport",
+        "_types",
+        "errors",
     },
 }
 LITELLM_ONLY_IN = {"_transport", "cli", "local", "_local"}
@@ -81,9 +93,7 @@ def test_all_is_sorted_complete_and_resolvable() -> None:
     assert llmkit.__all__ == sorted(llmkit.__all__)
     for name in llmkit.__all__:
         assert getattr(llmkit, name) is not None
-    public_classes = {
-        name for name, obj in vars(llmkit).items() if isinstance(obj, type) and not name.startswith("_")
-    }
+    public_classes = {name for name, obj in vars(llmkit).items() if isinstance(obj, type) and not name.startswith("_")}
     assert public_classes <= set(llmkit.__all__)
 
 

@@ -47,7 +47,9 @@ def test_kill_9_mid_batch_then_rerun_sends_only_the_rest(fake_provider, tmp_path
     cached = len(ResponseCache(cache_dir))
     assert 40 <= cached < N
     fake_provider.reset()
-    client = LLMClient([Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key="k")], cache=cache_dir)
+    client = LLMClient(
+        [Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key="k")], cache=cache_dir
+    )
     results = client.batch([f"prompt {i}" for i in range(N)])
     assert all(r.ok for r in results)
     assert sum(r.cache_hit for r in results) == cached

@@ -27,7 +27,11 @@ from llmkit import (
 )
 
 CHAT = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-sonnet-4-5", "gemini": "gemini/gemini-2.5-flash"}
-REASONING = {"openai": "openai/o3-mini", "anthropic": "anthropic/claude-sonnet-4-5", "gemini": "gemini/gemini-2.5-flash"}
+REASONING = {
+    "openai": "openai/o3-mini",
+    "anthropic": "anthropic/claude-sonnet-4-5",
+    "gemini": "gemini/gemini-2.5-flash",
+}
 WEATHER = {
     "type": "function",
     "function": {
@@ -121,7 +125,9 @@ async def test_gemini_thinking_away_the_budget_gives_length_and_no_text(fake_pro
 
 async def test_stream_deltas_add_up_to_the_final_completion(fake_provider, provider) -> None:
     sampling = SamplingParams(reasoning_effort="low", max_tokens=2000)
-    items = [i async for i in client(fake_provider, provider, REASONING[provider]).astream("Tell a story", sampling=sampling)]
+    items = [
+        i async for i in client(fake_provider, provider, REASONING[provider]).astream("Tell a story", sampling=sampling)
+    ]
     deltas, final = items[:-1], items[-1]
     assert all(isinstance(d, StreamDelta) for d in deltas) and len(deltas) > 2
     assert "".join(d.text or "" for d in deltas) == final.text == "Echo: Tell a story"

@@ -62,7 +62,10 @@ def _instances() -> list[tuple[BaseException, type[errors.LLMError]]]:
         (litellm.ContentPolicyViolationError(message="policy", **common), errors.ContentFilterError),
         (litellm.UnsupportedParamsError(message="nope", **common), errors.UnsupportedFeatureError),
         (litellm.AuthenticationError(message=f"bad key {MARKER}", **common), errors.AuthenticationError),
-        (litellm.PermissionDeniedError(message="denied", response=_response(403), **common), errors.AuthenticationError),
+        (
+            litellm.PermissionDeniedError(message="denied", response=_response(403), **common),
+            errors.AuthenticationError,
+        ),
         (litellm.NotFoundError(message="no model", **common), errors.ModelNotFoundError),
         (litellm.Timeout(message="slow", **common), errors.TimeoutError),
         (litellm.BadRequestError(message="bad", **common), errors.BadRequestError),

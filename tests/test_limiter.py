@@ -18,7 +18,7 @@ async def test_requests_per_minute_spaces_starts_after_the_burst(fake_sleep) -> 
         starts.append(fake_sleep.now)
         permit.release()
     assert starts[59] == starts[0]  # a full minute's bucket at first
-    assert [round(b - a, 6) for a, b in zip(starts[59:], starts[60:])] == [1.0, 1.0, 1.0]
+    assert [round(b - a, 6) for a, b in zip(starts[59:], starts[60:], strict=False)] == [1.0, 1.0, 1.0]
 
 
 async def test_tokens_per_minute_waits_for_refill_and_corrects_with_actual_usage(fake_sleep) -> None:

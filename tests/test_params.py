@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from llmkit import ConfigError, Model, Prompt, RequestOptions, SamplingParams, merge
 
@@ -29,7 +30,7 @@ def test_invalid_sampling_raises_config_error_naming_field(kwargs: dict, fragmen
 
 def test_parameter_objects_are_frozen() -> None:
     params = SamplingParams(temperature=0.2)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         params.temperature = 1.0  # type: ignore[misc]
 
 

@@ -8,8 +8,8 @@ import random
 import pytest
 
 from llmkit import Model, NoModelAvailableError
-from llmkit.errors import AuthenticationError, ProviderError, RateLimitError
 from llmkit._router import Router
+from llmkit.errors import AuthenticationError, ProviderError, RateLimitError
 
 
 def test_weighted_choice_follows_weights(fake_sleep) -> None:

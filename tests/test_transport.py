@@ -11,7 +11,9 @@ TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"
 
 
 def kwargs_for(model: Model, sampling: SamplingParams | None = None, options: RequestOptions | None = None) -> dict:
-    request = Request(model, [{"role": "user", "content": "hi"}], sampling or SamplingParams(), options or RequestOptions())
+    request = Request(
+        model, [{"role": "user", "content": "hi"}], sampling or SamplingParams(), options or RequestOptions()
+    )
     return LiteLLMTransport()._kwargs(request)
 
 
@@ -72,7 +74,9 @@ def test_seed_is_best_effort() -> None:
 
 def test_json_mode_and_tools() -> None:
     sent = kwargs_for(
-        Model("openai/gpt-4o-mini"), SamplingParams(json_mode=True), RequestOptions(tools=[TOOL], tool_choice="get_weather")
+        Model("openai/gpt-4o-mini"),
+        SamplingParams(json_mode=True),
+        RequestOptions(tools=[TOOL], tool_choice="get_weather"),
     )
     assert sent["response_format"] == {"type": "json_object"}
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
