@@ -71,8 +71,10 @@ class Transport(Protocol):
 
 @functools.cache
 def _litellm() -> ModuleType:
-    # Offline, litellm's import blocks on fetching a remote price map; the bundled one is what llmkit tests against.
+    # Offline, litellm's import blocks on fetching a remote price map, and its first Anthropic call fetches a
+    # beta-header table from GitHub (anthropic_beta_headers_manager.py); the bundled copies are what llmkit tests.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
     import litellm
 
     return litellm
@@ -291,6 +293,11 @@ def map_exception(exc: BaseException, model: Model) -> LLMError:
     if isinstance(exc, LLMError):
         return exc
     litellm = _litellm()
+    # Gemini streams send the request on first iteration, so its 429s and 5xx arrive wrapped in
+    # MidStreamFallbackError (litellm_core_utils/streaming_handler.py); the real error, Retry-After included, is inside.
+    original = getattr(exc, "original_exception", None)
+    if isinstance(exc, litellm.exceptions.MidStreamFallbackError) and isinstance(original, Exception):
+        exc = original
     secrets = [model.api_key.get_secret_value()] if model.api_key else []
     status = getattr(exc, "status_code", None)
     text = redact(str(exc), secrets)[:1000]

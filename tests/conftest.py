@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ["LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS"] = "True"
 
 from llmkit import Completion, StreamDelta, Usage  # noqa: E402
 from llmkit._transport import Request  # noqa: E402

@@ -290,3 +290,12 @@ async def test_per_model_limits_apply_to_that_deployment_only(fake_provider) -> 
     llm._transport.acomplete = counting  # type: ignore[method-assign]
     await llm.abatch([f"p{i}" for i in range(40)], max_in_flight=20)
     assert peaks["openai"] == 1 and peaks["anthropic"] > 1
+
+
+async def test_stream_429_is_retried_with_retry_after(fake_provider, provider, fake_sleep) -> None:
+    """Gemini streams wrap the 429 in MidStreamFallbackError; it must still count as a rate limit."""
+    fake_provider.fail_next(kind="status", status=429, retry_after=1.5)
+    llm = client(fake_provider, provider, sleep=fake_sleep, clock=fake_sleep.clock)
+    items = [i async for i in llm.astream("stream after 429")]
+    assert items[-1].text == "Echo: stream after 429" and items[-1].attempts == 2
+    assert sum(fake_sleep.waits) >= 1.5 and llm.status.rate_limited == 1

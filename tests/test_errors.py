@@ -102,7 +102,7 @@ def test_mapping_table_covers_every_litellm_exception_class() -> None:
         "InvalidRequestError",
         "MockException",
         "LiteLLMUnknownProvider",
-        "MidStreamFallbackError",
+        "MidStreamFallbackError",  # unwrapped to its original_exception, see test below
         "BudgetExceededError",
         "ModelNotMappedError",
         "GuardrailRaisedException",
@@ -130,3 +130,12 @@ def test_public_errors_are_exported() -> None:
     for name in errors.__all__:
         if name != "redact":
             assert getattr(llmkit, name) is getattr(errors, name)
+
+
+def test_gemini_mid_stream_wrapper_is_unwrapped_to_the_real_error() -> None:
+    litellm = _litellm()
+    inner = litellm.RateLimitError(message="429", llm_provider="gemini", model="gemini-2.5-flash")
+    wrapper = litellm.exceptions.MidStreamFallbackError(
+        message="stream failed", model="gemini-2.5-flash", llm_provider="gemini", original_exception=inner
+    )
+    assert type(map_exception(wrapper, Model("gemini/gemini-2.5-flash"))) is errors.RateLimitError
