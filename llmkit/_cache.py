@@ -62,19 +62,10 @@ class ResponseCache:
         """Remove all entries, or only those stored more than ``older_than_s`` seconds ago; returns how many."""
         if older_than_s is None:
             return self._store.clear()
+        # diskcache records each row's store_time but offers no public query on it.
         cutoff = time.time() - older_than_s
-        removed = 0
-        for key in list(self._store.iterkeys()):
-            _, expire_time, store_time, _ = self._entry_times(key)
-            if store_time is not None and store_time < cutoff and self._store.delete(key):
-                removed += 1
-        return removed
-
-    def _entry_times(self, key: str) -> tuple[Any, Any, Any, Any]:
-        row = self._store._sql(  # diskcache keeps store_time per row but has no public getter for it
-            "SELECT key, expire_time, store_time, access_time FROM Cache WHERE key = ?", (key,)
-        ).fetchone()
-        return row or (None, None, None, None)
+        rows = self._store._sql("SELECT key FROM Cache WHERE store_time < ?", (cutoff,)).fetchall()
+        return sum(bool(self._store.delete(key)) for (key,) in rows)
 
     def close(self) -> None:
         self._store.close()
