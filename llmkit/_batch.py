@@ -159,11 +159,12 @@ async def as_completed(
 
 def _call(
     prompt: MessagesInput | Prompt, sampling: SamplingParams | None, options: RequestOptions | None
-) -> tuple[MessagesInput, SamplingParams | None, RequestOptions | None]:
+) -> tuple[MessagesInput, SamplingParams | None, RequestOptions | None, str | None]:
+    """A batch item's arguments for ``client.plan``; a ``Prompt``'s own parameters win over the batch's."""
     if not isinstance(prompt, Prompt):
-        return prompt, sampling, options
+        return prompt, sampling, options, None
     own_sampling = merge(sampling, prompt.sampling) if prompt.sampling is not None else sampling
-    return prompt.messages, own_sampling, prompt.options or options  # type: ignore[return-value]
+    return prompt.messages, own_sampling, prompt.options or options, prompt.prefer_model  # type: ignore[return-value]
 
 
 def _failed(client: LLMClient, exc: LLMError) -> Completion:

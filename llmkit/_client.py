@@ -20,7 +20,7 @@ from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
 from ._messages import to_messages
 from ._params import Model, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
-from ._result import Completion, StreamDelta
+from ._result import Completion, StreamDelta, ToolCallChunk
 from ._retry import retrying, wait_s
 from ._router import Router
 from ._status import StatusTracker
@@ -113,7 +113,8 @@ class LLMClient:
         return RateLimiter(limits, clock=clock, sleep=self._sleep, on_wait=self.status.waited)
 
     def __repr__(self) -> str:
-        return f"LLMClient(models={[m.name for m in self.models]!r}, cache={self.cache.path if self.cache else None})"
+        cache = self.cache.path if self.cache is not None else None
+        return f"LLMClient(models={[m.name for m in self.models]!r}, cache={cache})"
 
     # -- one call ---------------------------------------------------------------------------------------------
 
@@ -151,6 +152,10 @@ class LLMClient:
                 yield StreamDelta(thinking=hit.thinking)
             if hit.text:
                 yield StreamDelta(text=hit.text)
+            for index, call in enumerate(hit.tool_calls):
+                yield StreamDelta(
+                    tool_call=ToolCallChunk(index=index, id=call.id, name=call.name, arguments=call.raw_arguments)
+                )
             yield hit
             return
         async for item in self._stream(plan):

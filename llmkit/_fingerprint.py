@@ -19,7 +19,7 @@ from ._types import MessagesInput
 __all__ = ["fingerprint"]
 
 _VERSION = "llmkit-fingerprint-1"
-_OPTION_FIELDS = ("tools", "tool_choice", "response_format", "sample")
+_OPTION_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "sample")
 
 
 def _canonical(value: Any) -> Any:

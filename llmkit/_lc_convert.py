@@ -25,12 +25,38 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
 from langchain_core.messages.block_translators.openai import convert_to_openai_data_block
-from langchain_core.messages.tool import InvalidToolCall, ToolCall, invalid_tool_call, tool_call, tool_call_chunk
+from langchain_core.messages.tool import (
+    InvalidToolCall,
+    ToolCall,
+    ToolCallChunk,
+    invalid_tool_call,
+    tool_call,
+    tool_call_chunk,
+)
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
+from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.runnables import Runnable
+from langchain_core.utils.function_calling import convert_to_openai_function, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
 
-from . import Completion, ConfigError, StreamDelta, Usage
+from . import Completion, ConfigError, RequestOptions, SamplingParams, StreamDelta, Usage, merge
 from . import ToolCall as LLMToolCall
 
-__all__ = ["StreamConverter", "to_ai_message", "to_llmkit_messages", "usage_metadata"]
+__all__ = [
+    "CALL_KWARGS",
+    "StreamConverter",
+    "batch_result",
+    "call_settings",
+    "env_key",
+    "json_schema_format",
+    "normalize_tool_choice",
+    "provider_of",
+    "structured_output",
+    "to_ai_message",
+    "to_llmkit_messages",
+    "usage_metadata",
+]
 
 _THINKING = frozenset({"thinking", "redacted_thinking"})
 # Blocks that describe the model's own output (reasoning, tool calls): carried by dedicated fields, never as content.
@@ -60,9 +86,7 @@ def _message(message: BaseMessage) -> dict[str, Any]:
     elif isinstance(message, FunctionMessage):
         converted = {"role": "function", "content": _content(message.content)}
     else:
-        raise ConfigError(
-            f"ChatLLMKit cannot send a {type(message).__name__}; use System/Human/AI/Tool/ChatMessage"
-        )
+        raise ConfigError(f"ChatLLMKit cannot send a {type(message).__name__}; use System/Human/AI/Tool/ChatMessage")
     if message.name:
         converted["name"] = message.name
     return converted
@@ -202,12 +226,17 @@ def response_metadata(completion: Completion) -> dict[str, Any]:
 
 
 def _reasoning_kwargs(thinking: str | None, blocks: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """``reasoning_content`` is what ``content_blocks`` turns into a standard reasoning block."""
+    """``reasoning_content`` is what ``content_blocks`` turns into a standard reasoning block.
+
+    Only signed (or redacted) thinking blocks are kept: they are what must go back verbatim. LiteLLM (1.106) also
+    builds unsigned ones for Gemini, but only when not streaming; they repeat ``reasoning_content``.
+    """
     kwargs: dict[str, Any] = {}
     if thinking:
         kwargs["reasoning_content"] = thinking
-    if blocks:
-        kwargs["thinking_blocks"] = [dict(block) for block in blocks]
+    signed = [dict(b) for b in blocks or () if b.get("signature") or b.get("type") == "redacted_thinking"]
+    if signed:
+        kwargs["thinking_blocks"] = signed
     return kwargs
 
 
@@ -261,18 +290,161 @@ class StreamConverter:
         self.text = self.text or bool(delta.text)
         return AIMessageChunk(content=delta.text or "")
 
+    def convert(self, item: StreamDelta | Completion) -> ChatGenerationChunk:
+        message = self.last(item) if isinstance(item, Completion) else self.chunk(item)
+        return ChatGenerationChunk(message=message)
+
     def last(self, completion: Completion) -> AIMessageChunk:
         """Usage and metadata go on this chunk only, so adding the chunks counts them once."""
-        missing_calls = [
-            tool_call_chunk(name=call.name, args=call.raw_arguments or json.dumps(call.arguments), id=call.id, index=i)
-            for i, call in enumerate(completion.tool_calls)
-            if not self.tool_calls
-        ]
         return AIMessageChunk(
             content="" if self.text else completion.text or "",
-            additional_kwargs=_reasoning_kwargs(None if self.thinking else completion.thinking, completion.thinking_blocks),
-            tool_call_chunks=missing_calls,
+            additional_kwargs=_reasoning_kwargs(
+                None if self.thinking else completion.thinking, completion.thinking_blocks
+            ),
+            tool_call_chunks=[] if self.tool_calls else _call_chunks(completion.tool_calls),
             usage_metadata=usage_metadata(completion.usage),
             response_metadata=response_metadata(completion),
             chunk_position="last",
         )
+
+
+def _call_chunks(calls: list[LLMToolCall]) -> list[ToolCallChunk]:
+    return [
+        tool_call_chunk(name=c.name, args=c.raw_arguments or json.dumps(c.arguments), id=c.id, index=i)
+        for i, c in enumerate(calls)
+    ]
+
+
+# -- call options --------------------------------------------------------------------------------------------------
+
+_SAMPLING_KWARGS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "reasoning_effort",
+    "thinking_budget",
+    "logprobs",
+    "top_logprobs",
+)
+_OPTION_KWARGS = {
+    "tools": "tools",
+    "tool_choice": "tool_choice",
+    "response_format": "response_format",
+    "timeout": "timeout_s",
+}
+# `stream` is LangChain's own switch, read by BaseChatModel before it calls _generate or _stream.
+CALL_KWARGS = frozenset({*_SAMPLING_KWARGS, *_OPTION_KWARGS, "model", "stream"})
+
+
+def call_settings(
+    kwargs: dict[str, Any], stop: list[str] | None, sampling: SamplingParams | None, timeout: float | None
+) -> tuple[SamplingParams | None, RequestOptions, str | None]:
+    """A call's kwargs (bound tools, per-call overrides) as llmkit objects, and the ``model=`` override if any.
+
+    Unknown kwargs raise instead of reaching the provider, where a typo would be silently ignored or rejected late.
+    """
+    unknown = sorted(set(kwargs) - CALL_KWARGS)
+    if unknown:
+        raise ConfigError(
+            f"ChatLLMKit got unknown call option(s) {unknown}; allowed: {sorted(CALL_KWARGS - {'stream'})}. "
+            "Provider-specific fields go in Model(provider_options=...) on an LLMClient"
+        )
+    given = {name: kwargs[name] for name in _SAMPLING_KWARGS if kwargs.get(name) is not None}
+    if stop:
+        given["stop"] = tuple(stop)
+    if given:
+        sampling = merge(sampling, SamplingParams(**given))
+    options = {target: kwargs[name] for name, target in _OPTION_KWARGS.items() if kwargs.get(name) is not None}
+    if timeout is not None:
+        options.setdefault("timeout_s", timeout)
+    return sampling, RequestOptions(**options), kwargs.get("model")
+
+
+def batch_result(outputs: list[AIMessage | Exception], return_exceptions: bool) -> list[Any]:
+    """Like ``Runnable.batch`` (typed ``list[Output]`` too): errors in place with ``return_exceptions``, else the
+    first one (by input) raised."""
+    if not return_exceptions:
+        for output in outputs:
+            if isinstance(output, Exception):
+                raise output
+    return list(outputs)
+
+
+def provider_of(model: str) -> str:
+    """LiteLLM's provider prefix ('openai' for 'openai/gpt-4o-mini'), '' without one."""
+    return model.split("/", 1)[0] if "/" in model else ""
+
+
+# LiteLLM reads PROVIDER_API_KEY for most providers (https://docs.litellm.ai/docs/set_keys); these differ.
+_ENV_KEY_EXCEPTIONS = {"together_ai": "TOGETHERAI_API_KEY", "vertex_ai": "", "bedrock": "", "ollama": ""}
+
+
+def env_key(model: str) -> str:
+    """The environment variable that holds this provider's key ('' when it uses none)."""
+    provider = provider_of(model)
+    if not provider:
+        return ""
+    return _ENV_KEY_EXCEPTIONS.get(provider, f"{provider.upper().replace('-', '_')}_API_KEY")
+
+
+# -- tools and response formats ----------------------------------------------------------------------------------
+
+
+def normalize_tool_choice(choice: str | bool | dict[str, Any] | None, names: list[str]) -> str | dict[str, Any] | None:
+    """LangChain's spellings onto llmkit's: 'any' and True force a call (True with one tool forces that tool)."""
+    if choice is None or choice is False:
+        return None
+    if choice is True:
+        return names[0] if len(names) == 1 else "required"
+    if isinstance(choice, dict) or choice in ("auto", "none", "required"):
+        return choice
+    if choice == "any":
+        return "required"
+    if choice in names:
+        return choice
+    raise ConfigError(
+        f"tool_choice={choice!r} is not 'auto', 'none', 'any', 'required', True or a bound tool's name {names}"
+    )
+
+
+def json_schema_format(schema: dict[str, Any] | type, strict: bool | None) -> dict[str, Any]:
+    """An OpenAI ``response_format``; LiteLLM translates it (Anthropic ``output_format``, Gemini ``responseSchema``)."""
+    function = convert_to_openai_function(schema, strict=strict)
+    json_schema: dict[str, Any] = {"name": function["name"], "schema": function["parameters"]}
+    if function.get("description"):
+        json_schema["description"] = function["description"]
+    if strict is not None:
+        json_schema["strict"] = strict
+    return {"type": "json_schema", "json_schema": json_schema}
+
+
+def structured_output(
+    schema: dict[str, Any] | type | None, method: str, strict: bool | None
+) -> tuple[dict[str, Any], Runnable[Any, Any]]:
+    """What ``with_structured_output`` binds to the model, and the parser for its answers.
+
+    ``ls_structured_output_format`` is LangChain's tracing key; BaseChatModel takes it out before the call.
+    """
+    is_model = isinstance(schema, type) and is_basemodel_subclass(schema)
+    traced = {"ls_structured_output_format": {"kwargs": {"method": method, "strict": strict}, "schema": schema}}
+    parser: Runnable[Any, Any] = JsonOutputParser()
+    if is_model:
+        parser = PydanticOutputParser(pydantic_object=schema)  # type: ignore[arg-type]
+    if method == "function_calling" and schema is not None:
+        tool = convert_to_openai_tool(schema, strict=strict)
+        name = tool["function"]["name"]
+        parser = (
+            PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]
+            if is_model
+            else JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+        )
+        return {"tools": [tool], "tool_choice": name, **traced}, parser
+    if method == "json_schema" and schema is not None:
+        return {"response_format": json_schema_format(schema, strict), **traced}, parser
+    if method == "json_mode":
+        return {"response_format": {"type": "json_object"}, **(traced if schema is not None else {})}, parser
+    raise ConfigError(
+        f"with_structured_output(method={method!r}) needs a schema and one of 'function_calling', 'json_schema', "
+        "'json_mode' (only json_mode works without a schema)"
+    )

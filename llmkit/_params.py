@@ -140,6 +140,7 @@ class RequestOptions(_Params):
 
     tools: tuple[dict[str, Any], ...] | None = Field(None, description="OpenAI-format tool definitions.")
     tool_choice: ToolChoice | None = Field(None, description="'auto', 'none', 'required', or a tool name.")
+    parallel_tool_calls: bool | None = Field(None, description="Allow several tool calls in one reply.")
     response_format: dict[str, Any] | None = Field(None, description="OpenAI-format response_format (json_schema).")
     timeout_s: float | None = Field(None, gt=0, description="Per-attempt timeout in seconds.")
     metadata: dict[str, Any] | None = Field(None, description="Yours; never sent, never part of the cache key.")
@@ -163,6 +164,7 @@ class Prompt(_Params):
     messages: str | tuple[dict[str, Any], ...] = Field(description="A str, or role/content message dicts.")
     sampling: SamplingParams | None = None
     options: RequestOptions | None = None
+    prefer_model: str | None = Field(None, description="Send to this model of the pool when it is available.")
 
     @field_validator("messages", mode="before")
     @classmethod

@@ -148,7 +148,7 @@ class LiteLLMTransport:
         allowed = _allowed(model, wanted)
         kwargs: dict[str, Any] = {
             "model": model.name,
-            "messages": request.messages,
+            "messages": _messages_for(model, request.messages),
             "num_retries": 0,
             "max_retries": 0,
             **{k: v for k, v in wanted.items() if k in allowed or k not in _BEST_EFFORT},
@@ -166,6 +166,18 @@ class LiteLLMTransport:
             kwargs["timeout"] = options.timeout_s
         kwargs.update(model.provider_options)
         return kwargs
+
+
+def _keeps_thinking_blocks(model: Model) -> bool:
+    """Only Claude takes signed thinking blocks back; LiteLLM forwards the field to OpenAI-style APIs unchanged."""
+    return model.provider == "anthropic" or "claude" in model.name
+
+
+def _messages_for(model: Model, messages: list[Message]) -> list[Message]:
+    """The history as this model takes it: another provider's thinking blocks are dropped (a pool may switch)."""
+    if _keeps_thinking_blocks(model) or not any("thinking_blocks" in m for m in messages):
+        return messages
+    return [{k: v for k, v in m.items() if k != "thinking_blocks"} for m in messages]
 
 
 def _wanted_params(sampling: SamplingParams, options: RequestOptions) -> dict[str, Any]:
@@ -191,6 +203,8 @@ def _wanted_params(sampling: SamplingParams, options: RequestOptions) -> dict[st
         wanted["tools"] = list(options.tools)
     if options.tool_choice is not None:
         wanted["tool_choice"] = _tool_choice(options.tool_choice)
+    if options.parallel_tool_calls is not None:
+        wanted["parallel_tool_calls"] = options.parallel_tool_calls
     return wanted
 
 
@@ -209,6 +223,7 @@ _FEATURES = {
     "thinking": "reasoning",
     "tools": "tools",
     "tool_choice": "tools",
+    "parallel_tool_calls": "tools",
 }
 
 

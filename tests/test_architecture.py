@@ -93,7 +93,11 @@ def test_all_is_sorted_complete_and_resolvable() -> None:
     assert llmkit.__all__ == sorted(llmkit.__all__)
     for name in llmkit.__all__:
         assert getattr(llmkit, name) is not None
-    public_classes = {name for name, obj in vars(llmkit).items() if isinstance(obj, type) and not name.startswith("_")}
+    public_classes = {
+        name
+        for name, obj in vars(llmkit).items()
+        if isinstance(obj, type) and not name.startswith("_") and obj.__module__.startswith("llmkit")
+    }
     assert public_classes <= set(llmkit.__all__)
 
 

@@ -124,3 +124,9 @@ def test_sync_batch_with_progress_bar(transport, capsys) -> None:
     assert [r.text for r in results] == ["echo: a", "echo: b"]
     err = capsys.readouterr().err
     assert "2/2" in err and "hits=0" in err
+
+
+async def test_prompt_prefer_model_routes_that_item(transport) -> None:
+    client = LLMClient([Model("openai/a", weight=100), Model("openai/b", weight=1)], transport=transport, seed=0)
+    results = await client.abatch([Prompt(messages=f"p{i}", prefer_model="openai/b") for i in range(10)])
+    assert {r.model for r in results} == {"openai/b"}

@@ -194,3 +194,19 @@ async def test_concurrent_calls_respect_max_concurrency(transport) -> None:
     await asyncio.gather(*(client.acomplete(f"q{i}") for i in range(12)))
     watcher.cancel()
     assert peak == 3
+
+
+async def test_stream_cache_hit_replays_tool_calls(transport, tmp_path) -> None:
+    from llmkit import ToolCall
+
+    call = ToolCall(id="c1", name="f", arguments={"x": 1}, raw_arguments='{"x": 1}')
+    transport.enqueue(Completion(tool_calls=[call], finish_reason="tool_calls"))
+    client = client_for(transport, cache=tmp_path / "c")
+    await client.acomplete("call f")
+    items = [i async for i in client.astream("call f")]
+    chunks = [i.tool_call for i in items[:-1] if i.tool_call]
+    assert [(c.id, c.name, c.arguments) for c in chunks] == [("c1", "f", '{"x": 1}')]
+
+
+def test_repr_shows_an_empty_cache(transport, tmp_path) -> None:
+    assert str(tmp_path / "c") in repr(client_for(transport, cache=tmp_path / "c"))

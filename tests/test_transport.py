@@ -96,3 +96,26 @@ def test_provider_options_pass_through_unchanged() -> None:
 def test_unknown_provider_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="LiteLLM model string"):
         kwargs_for(Model("no-such-provider-model-xyz"))
+
+
+def test_thinking_blocks_go_back_to_claude_only() -> None:
+    block = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
+    history = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a", "thinking_blocks": [block]},
+        {"role": "user", "content": "more"},
+    ]
+
+    def sent(name: str) -> list[dict]:
+        request = Request(Model(name), history, SamplingParams(), RequestOptions())
+        return LiteLLMTransport()._kwargs(request)["messages"]
+
+    assert sent("anthropic/claude-sonnet-4-5")[1]["thinking_blocks"] == [block]
+    assert "thinking_blocks" not in sent("openai/gpt-4o-mini")[1]
+    assert history[1]["thinking_blocks"] == [block]  # the caller's history is not mutated
+
+
+def test_parallel_tool_calls_passed_when_given() -> None:
+    options = RequestOptions(tools=[TOOL], parallel_tool_calls=False)
+    assert kwargs_for(Model("openai/gpt-4o-mini"), options=options)["parallel_tool_calls"] is False
+    assert "parallel_tool_calls" not in kwargs_for(Model("openai/gpt-4o-mini"), options=RequestOptions(tools=[TOOL]))

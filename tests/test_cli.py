@@ -1,0 +1,521 @@
+"""The ``llmkit`` command, in-process through ``main(argv)`` and once as ``python -m llmkit``, against FakeProvider."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmkit import cli
+from llmkit.cli import main
+from llmkit.testing import FakeProvider
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_PROMPTS = ROOT / "examples" / "prompts.jsonl"
+MARKER = "sk-MARKER-cli-5ecret-never-print"
+RESULT_KEYS = [
+    "id",
+    "text",
+    "thinking",
+    "finish_reason",
+    "usage",
+    "cost_usd",
+    "model",
+    "cache_hit",
+    "latency_s",
+    "attempts",
+    "error",
+]
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeProvider]:
+    with FakeProvider() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_server: FakeProvider) -> Iterator[FakeProvider]:
+    fake_server.reset()
+    yield fake_server
+    fake_server.reset()
+
+
+@pytest.fixture
+def fake_config(tmp_path: Path, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config whose two models are served by the test's own fake, so the test can read its counters."""
+    monkeypatch.setenv("FAKE_OPENAI", fake.api_base("openai"))
+    monkeypatch.setenv("FAKE_ANTHROPIC", fake.api_base("anthropic"))
+    monkeypatch.setenv("OPENAI_API_KEY", MARKER)
+    return write(
+        tmp_path / "llmkit.yaml",
+        """\
+pools:
+  default:
+    models:
+      - name: openai/gpt-4o-mini
+        weight: 3
+        api_base: ${FAKE_OPENAI}
+        api_key: ${OPENAI_API_KEY}
+      - name: anthropic/claude-haiku-4-5
+        api_base: ${FAKE_ANTHROPIC}
+        api_key: sk-literal-in-file-123456
+    retry: {max_attempts: 2, initial_backoff_s: 0, jitter: false}
+""",
+    )
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def prompts(tmp_path: Path, *lines: object) -> Path:
+    return write(
+        tmp_path / "prompts.jsonl",
+        "".join((x if isinstance(x, str) and x.startswith(("{", " ", "not")) else json.dumps(x)) + "\n" for x in lines),
+    )
+
+
+def results(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["run", *argv, "--no-progress"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- run: results, resume, bad lines ----------------------------------------------------------------------------------
+
+
+def test_offline_run_of_the_example_then_resume_from_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, str(EXAMPLE_PROMPTS), "-o", "results.jsonl", "--offline")
+    assert code == 0, err
+    assert out == ""  # run writes its results to the file; stdout stays clean
+    first = results(tmp_path / "results.jsonl")
+    ids = [
+        json.loads(line).get("id", n) if line.startswith("{") else n
+        for n, line in enumerate(EXAMPLE_PROMPTS.read_text().splitlines(), 1)
+    ]
+    assert sorted(map(str, (r["id"] for r in first))) == sorted(map(str, ids))
+    assert all(list(r)[: len(RESULT_KEYS)] == RESULT_KEYS and r["error"] is None for r in first)
+    by_id = {r["id"]: r for r in first}
+    assert by_id["strawberry"]["thinking"] and by_id["strawberry"]["model"] == "anthropic/claude-haiku-4-5"
+    assert by_id["logprobs"]["logprobs"] and by_id["logprobs"]["model"] == "openai/gpt-4o-mini"
+    assert by_id["chat"]["text"] == "Echo: Why do caches help?"
+    assert "no config file: offline default pool openai/gpt-4o-mini (weight 3)" in err
+    assert f"cache {tmp_path / 'home' / '.cache' / 'llmkit'} (namespace offline)" in err  # on by default
+    assert "20 done, 0 failed, 0 bad lines skipped, 20 requests sent (" in err
+    assert not any(r["cache_hit"] for r in first)
+
+    code, _, err = run(capsys, str(EXAMPLE_PROMPTS), "-o", "results.jsonl", "--offline")
+    assert code == 0
+    again = results(tmp_path / "results.jsonl")
+    assert all(r["cache_hit"] for r in again) and len(again) == 20
+    assert {r["id"]: r["text"] for r in again} == {r["id"]: r["text"] for r in first}
+    assert "20 done, 0 failed, 0 bad lines skipped, 0 requests sent (" in err
+    assert "total                         20       0          20            0" in err  # the summary table
+
+
+def test_resume_sends_nothing_to_the_provider(
+    tmp_path: Path, fake: FakeProvider, fake_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = prompts(tmp_path, *[f"question {i}" for i in range(12)])
+    code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--cache-dir", "cache")
+    assert code == 0, err
+    assert fake.count == 12
+    assert "config llmkit.yaml (./llmkit.yaml), pool 'default'" in err
+    code, _, _ = run(capsys, str(path), "-o", "out.jsonl", "--cache-dir", "cache")
+    assert code == 0
+    assert fake.count == 12  # the second run was served from the cache: 0 new requests
+    assert all(r["cache_hit"] for r in results(tmp_path / "out.jsonl"))
+    code, _, _ = run(capsys, str(path), "-o", "out.jsonl", "--cache-dir", "cache", "--no-cache")
+    assert fake.count == 24
+
+
+def test_offline_answers_never_serve_the_real_model(
+    tmp_path: Path, fake: FakeProvider, fake_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = prompts(tmp_path, "same prompt")
+    assert run(capsys, str(path), "-o", "a.jsonl", "--offline", "--model", "openai/gpt-4o-mini")[0] == 0
+    assert run(capsys, str(path), "-o", "b.jsonl", "--model", "openai/gpt-4o-mini")[0] == 0
+    assert fake.count == 1  # not answered from the offline run's cache entry
+    assert results(tmp_path / "b.jsonl")[0]["cache_hit"] is False
+
+
+def test_bad_lines_are_reported_with_their_numbers_and_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = prompts(
+        tmp_path,
+        "first",
+        {"id": "a", "prompt": "second"},
+        '{"id": "b", "promt": "typo"}',
+        "not json",
+        {"id": "a", "prompt": "duplicate id"},
+        {"id": "c", "prompt": "x", "sampling": {"temprature": 1}},
+        {"id": "d", "prompt": "x", "messages": [{"role": "user", "content": "both"}]},
+        {"id": None, "prompt": "x"},
+        [1, 2],
+        {"id": "e", "messages": [{"role": "user", "content": "fine"}], "sampling": {"temperature": 0}},
+    )
+    code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--offline")
+    assert code == 1  # a skipped line is a prompt that did not run
+    assert (
+        f"{path}:3: unknown key 'promt' (did you mean 'prompt'?); allowed: id, prompt, messages, sampling (skipped)"
+        in err
+    )
+    assert f"{path}:4: not valid JSON (Expecting value at column 1) (skipped)" in err
+    assert f'{path}:5: duplicate id "a" (first on line 2) (skipped)' in err
+    assert f"{path}:6: SamplingParams.temprature=1: unknown field" in err
+    assert f"{path}:7: give exactly one of 'prompt' (a string) or 'messages'" in err
+    assert f"{path}:8: id must be a string or an integer, got null" in err
+    assert f"{path}:9: expected a JSON string or object, got list" in err
+    assert sorted(str(r["id"]) for r in results(tmp_path / "out.jsonl")) == ["1", "a", "e"]
+    assert "3 done, 0 failed, 7 bad lines skipped" in err
+
+
+def test_on_bad_line_stop_sends_nothing(
+    tmp_path: Path, fake: FakeProvider, fake_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = prompts(tmp_path, "fine", "fine too", "{broken")
+    code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--on-bad-line", "stop")
+    assert code == 2
+    assert f"{path}:3: not valid JSON" in err and "(skipped)" not in err
+    assert f"llmkit: error: {path}: 1 bad line(s); nothing was sent (--on-bad-line skip runs the others)" in err
+    assert fake.count == 0
+
+
+def test_failed_prompts_keep_their_error_and_exit_1(
+    tmp_path: Path, fake: FakeProvider, fake_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = prompts(tmp_path, {"id": "ok", "prompt": "fine"}, {"id": "bad", "prompt": "boom [[fail:500]]"})
+    code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--model", "openai/gpt-4o-mini")
+    assert code == 1
+    by_id = {r["id"]: r for r in results(tmp_path / "out.jsonl")}
+    assert by_id["ok"]["error"] is None and by_id["ok"]["text"] == "Echo: fine"
+    assert by_id["bad"]["error"]["type"] == "ProviderError" and by_id["bad"]["error"]["status"] == 500
+    assert by_id["bad"]["finish_reason"] == "error" and by_id["bad"]["attempts"] == 2
+    assert '1 failed with ProviderError, e.g. id "bad"' in err
+    assert "rerun the same command to retry the failed prompts" in err
+    assert fake.count == 3  # 1 + 2 attempts
+
+
+def test_results_written_before_an_interrupt_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = cli._record
+    calls = []
+
+    def interrupt_on_the_fifth(line_id: object, *rest: object) -> dict:
+        calls.append(line_id)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return record(line_id, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "_record", interrupt_on_the_fifth)
+    path = prompts(tmp_path, *[f"prompt {i}" for i in range(10)])
+    code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--offline")
+    assert code == 130
+    assert len(results(tmp_path / "out.jsonl")) == 4
+    assert "interrupted: the results above are written; rerun the same command to resume from the cache" in err
+
+
+def test_model_option_picks_a_deployment_of_the_pool(
+    tmp_path: Path, fake: FakeProvider, fake_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = prompts(tmp_path, "one", "two", "three")
+    code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--no-cache", "--model", "anthropic/claude-haiku-4-5")
+    assert code == 0, err
+    assert "pool 'default', --model anthropic/claude-haiku-4-5" in err
+    assert {r["model"] for r in results(tmp_path / "out.jsonl")} == {"anthropic/claude-haiku-4-5"}
+    assert fake.count_for(provider="anthropic") == 3  # the pool's api_base and key were kept
+
+
+def test_error_messages_in_results_mask_configured_secrets() -> None:
+    from llmkit import Completion, ProviderError
+
+    failed = Completion(finish_reason="error", error=ProviderError(f"cannot reach https://h/?t={MARKER}", status=None))
+    record = cli._record("x", failed, (MARKER,))
+    assert MARKER not in json.dumps(record) and record["error"]["message"] == "cannot reach https://h/?t=***"
+
+
+# -- run: offline faults, limits and retries --------------------------------------------------------------------------
+
+
+def test_fault_rate_shows_retries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = prompts(tmp_path, *[f"prompt {i}" for i in range(4)])
+    code, _, err = run(
+        capsys, str(path), "-o", "out.jsonl", "--offline", "--no-cache", "--fault-rate", "1", "--max-attempts", "2"
+    )
+    assert code == 1
+    assert all(r["attempts"] == 2 and r["error"]["status"] == 500 for r in results(tmp_path / "out.jsonl"))
+    assert "0 done, 4 failed, 0 bad lines skipped, 8 requests sent (4 retries" in err
+
+
+def test_offline_rpm_answers_429(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = prompts(tmp_path, *[f"prompt {i}" for i in range(5)])
+    code, _, err = run(
+        capsys, str(path), "-o", "out.jsonl", "--offline", "--no-cache", "--offline-rpm", "2", "--max-attempts", "1"
+    )
+    assert code == 1
+    errors = [r["error"] for r in results(tmp_path / "out.jsonl") if r["error"]]
+    assert len(errors) == 3 and {e["type"] for e in errors} == {"RateLimitError"}
+    assert "3 failed with RateLimitError" in err and "lower --rpm/--tpm below the provider's limits" in err
+
+
+def test_limit_options_reach_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen = {}
+    client_class = cli.LLMClient
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.update(kwargs)
+        return client_class(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "LLMClient", spy)
+    path = prompts(tmp_path, "hi")
+    code, _, _ = run(
+        capsys,
+        str(path),
+        "-o",
+        "out.jsonl",
+        "--offline",
+        "--rpm",
+        "600",
+        "--tpm",
+        "9000",
+        "--concurrency",
+        "3",
+        "--max-attempts",
+        "4",
+        "--max-in-flight",
+        "2",
+    )
+    assert code == 0
+    assert seen["limits"] == cli.RateLimits(requests_per_minute=600, tokens_per_minute=9000, max_concurrency=3)
+    assert seen["retry"] == cli.RetryPolicy(max_attempts=4)
+
+
+# -- usage and config errors: exit code 2, one line -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "missing.jsonl", "-o", "o.jsonl"], "llmkit: error: missing.jsonl: no such file"),
+        (
+            ["run", "prompts.jsonl", "-o", "o.jsonl", "--fault-rate", "0.2"],
+            "--fault-rate and --offline-rpm shape the offline",
+        ),
+        (["run", "prompts.jsonl", "-o", "o.jsonl"], "no config file found (looked at LLMKIT_CONFIG, ./llmkit.yaml, "),
+        (
+            ["run", "prompts.jsonl", "-o", "o.jsonl", "--config", "nope.yaml"],
+            "llmkit: error: config file nope.yaml does not",
+        ),
+        (
+            ["run", "prompts.jsonl", "-o", "o.jsonl", "--fault-rate", "2", "--offline"],
+            "must be a fraction between 0 and 1",
+        ),
+        (["run", "prompts.jsonl"], "the following arguments are required: -o/--output"),
+        (["run", "prompts.jsonl", "-o", "o.jsonl", "--rpm", "0"], "argument --rpm: 0 must be > 0"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["cache", "clear", "--older-than", "7x"], "'7x' is not a duration; write e.g. 90s, 30m, 12h, 7d or 2w"),
+        (["config", "validate"], "no config file found"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    prompts(tmp_path, "hi")
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert message in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_config_errors_give_file_line_and_key_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(
+        tmp_path / "llmkit.yaml",
+        "pools:\n  default:\n    models:\n      - name: openai/gpt-4o-mini\n        wieght: 2\n",
+    )
+    prompts(tmp_path, "hi")
+    assert main(["run", "prompts.jsonl", "-o", "o.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        "llmkit: error: llmkit.yaml:5: pools.default.models[0].wieght: unknown key; allowed: name, weight, api_base, "
+        "api_key, sampling, limits, supports, provider_options (did you mean 'weight'?)"
+    )
+    assert main(["run", "prompts.jsonl", "-o", "o.jsonl", "--pool", "fast"]) == 2
+    assert main(["config", "validate"]) == 2
+
+
+def test_missing_key_variable_is_fine_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(
+        tmp_path / "llmkit.yaml",
+        "pools:\n  default:\n    models:\n      - name: openai/gpt-4o-mini\n        api_key: ${NOT_SET_KEY}\n",
+    )
+    path = prompts(tmp_path, "hi")
+    code, _, err = run(capsys, str(path), "-o", "o.jsonl")
+    assert code == 2 and "environment variable NOT_SET_KEY is not set" in err
+    code, _, err = run(capsys, str(path), "-o", "o.jsonl", "--offline")
+    assert code == 0, err
+
+
+def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "validate", "--config", "nope.yaml", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "llmkit: error: config file nope.yaml does not exist" in err
+
+
+# -- config show / validate -------------------------------------------------------------------------------------------
+
+
+def test_config_show_masks_every_secret(
+    fake_config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MY_TOKEN", MARKER + "-token")
+    write(
+        fake_config,
+        fake_config.read_text()
+        + "  tokened:\n    models:\n      - name: openai/x\n        api_base: https://h/?t=${MY_TOKEN}\n",
+    )
+    assert main(["config", "show"]) == 0
+    out, err = capsys.readouterr()
+    assert "llmkit: config llmkit.yaml (./llmkit.yaml)" in err
+    assert MARKER not in out + err and "sk-literal-in-file" not in out + err
+    assert out.count("api_key: '***'") == 2
+    assert "api_base: https://h/?t=***" in out
+    assert "name: anthropic/claude-haiku-4-5" in out and "max_attempts: 2" in out
+    assert main(["config", "show", "--pool", "tokened"]) == 0
+    assert "anthropic" not in capsys.readouterr().out
+
+
+def test_config_validate(fake_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "validate"]) == 0
+    assert capsys.readouterr().out == "ok: llmkit.yaml: default (2 models)\n"
+    write(fake_config, fake_config.read_text().replace("weight: 3", "weight: -3"))
+    assert main(["config", "validate"]) == 2
+    err = capsys.readouterr().err
+    assert "llmkit.yaml:5: pools.default.models[0].weight: must be greater than 0, got -3" in err
+    assert MARKER not in err
+
+
+def test_config_validate_example(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", MARKER)
+    monkeypatch.setenv("ANTHROPIC_API_KEY_2", MARKER)
+    assert main(["config", "validate", "--config", str(ROOT / "examples" / "llmkit.yaml")]) == 0
+    assert "default (2 models), thinking (2 models)" in capsys.readouterr().out
+
+
+def test_config_from_llmkit_config_variable(
+    tmp_path: Path, fake_config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elsewhere = write(tmp_path / "conf" / "team.yaml", fake_config.read_text())
+    monkeypatch.setenv("LLMKIT_CONFIG", str(elsewhere))
+    assert main(["config", "validate"]) == 0
+    assert f"llmkit: config {elsewhere} (LLMKIT_CONFIG)" in capsys.readouterr().err
+
+
+# -- models -----------------------------------------------------------------------------------------------------------
+
+
+def test_models_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--model", "openai/gpt-4o-mini", "--model", "openai/my-own-finetune"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == [
+        "model",
+        "weight",
+        "context",
+        "max",
+        "out",
+        "$/Mtok",
+        "in",
+        "$/Mtok",
+        "out",
+        "reasoning",
+        "logprobs",
+        "tools",
+        "vision",
+    ]
+    assert out[1].split() == ["openai/gpt-4o-mini", "1", "128,000", "16,384", "0.15", "0.60", "no", "yes", "yes", "yes"]
+    assert out[2].startswith("openai/my-own-finetune") and out[2].endswith("(unknown to LiteLLM: no prices or limits)")
+    assert main(["models", "--offline", "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert [(f["model"], f["weight"], f["reasoning"], f["logprobs"]) for f in facts] == [
+        ("openai/gpt-4o-mini", 3.0, False, True),
+        ("anthropic/claude-haiku-4-5", 1.0, True, False),
+    ]
+
+
+def test_models_from_config_with_declared_capabilities(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(
+        tmp_path / "llmkit.yaml",
+        "pools:\n  default:\n    models:\n      - name: openai/local-model\n        supports: [reasoning]\n",
+    )
+    assert main(["models", "--json"]) == 0
+    (fact,) = json.loads(capsys.readouterr().out)
+    assert (fact["known"], fact["reasoning"], fact["tools"], fact["context_window"]) == (False, True, False, None)
+
+
+# -- cache ------------------------------------------------------------------------------------------------------------
+
+
+def test_cache_stats_and_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cache", "stats"]) == 0
+    default_dir = tmp_path / "home" / ".cache" / "llmkit"
+    assert capsys.readouterr().out == f"no cache at {default_dir} (nothing stored yet)\n"
+    path = prompts(tmp_path, "one", "two", "three")
+    assert run(capsys, str(path), "-o", "out.jsonl", "--offline")[0] == 0
+    assert main(["cache", "stats"]) == 0
+    out = capsys.readouterr().out
+    assert f"path     {default_dir}" in out and "entries  3" in out
+    assert main(["cache", "clear", "--older-than", "7d"]) == 0
+    assert capsys.readouterr().out == f"removed 0 entries older than 7d from {default_dir}\n"
+    assert main(["cache", "clear", "--older-than", "0s"]) == 0
+    assert capsys.readouterr().out == f"removed 3 entries older than 0s from {default_dir}\n"
+    assert main(["cache", "clear", "--cache-dir", str(tmp_path / "other")]) == 0
+    assert "no cache at" in capsys.readouterr().out
+
+
+def test_cache_dir_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LLMKIT_CACHE_DIR", str(tmp_path / "envcache"))
+    path = prompts(tmp_path, "one")
+    assert run(capsys, str(path), "-o", "out.jsonl", "--offline")[0] == 0
+    assert main(["cache", "clear"]) == 0
+    assert capsys.readouterr().out == f"removed 1 entries from {tmp_path / 'envcache'}\n"
+
+
+# -- as a program -----------------------------------------------------------------------------------------------------
+
+
+def test_python_dash_m_llmkit(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "llmkit", "run", str(EXAMPLE_PROMPTS), "-o", "results.jsonl", "--offline"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert len(results(tmp_path / "results.jsonl")) == 20
+    assert "100%" in done.stderr  # the progress bar
+    assert "20 done, 0 failed, 0 bad lines skipped, 20 requests sent (" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "llmkit", "--help"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "usage: llmkit" in done.stdout
