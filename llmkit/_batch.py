@@ -44,9 +44,15 @@ class _Progress:
         self._bar = None
         self._shown = 0.0
         if show:
+            import warnings
+
+            from tqdm import TqdmWarning
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, unit="prompt", dynamic_ncols=True)
+            with warnings.catch_warnings():
+                # In Jupyter without ipywidgets tqdm.auto warns, then falls back to a text bar: that bar is fine.
+                warnings.simplefilter("ignore", TqdmWarning)
+                self._bar = tqdm(total=total, unit="prompt", dynamic_ncols=True)
 
     def update(self, errors: int) -> None:
         if self._bar is None:

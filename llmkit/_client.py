@@ -12,7 +12,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import _batch, _sync
 from ._cache import ResponseCache
@@ -107,6 +107,13 @@ class LLMClient:
         self._model_limiters = [self._new_limiter(m.limits, clock) for m in self.models]
         self._default_sampling = [merge(m.sampling, sampling) for m in self.models]
 
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, pool: str = "default") -> LLMClient:
+        """A client for a pool of a YAML config file (found as ``LLMKIT_CONFIG``, ./llmkit.yaml, ~/.config/...)."""
+        from ._settings import client_from_config
+
+        return client_from_config(path, pool)
+
     def _new_limiter(self, limits: RateLimits | None, clock: Callable[[], float]) -> RateLimiter | None:
         if limits is None:
             return None
@@ -181,28 +188,21 @@ class LLMClient:
         options: RequestOptions | None = None,
         prefer_model: str | None = None,
     ) -> _Plan:
-        """Resolve a call before anything is sent: merged parameters per deployment, capabilities, cache keys.
+        """Resolve a call without sending it: merged parameters and cache key per deployment of the pool.
 
-        Deployments that cannot do what the call asks are left out; if none can, ``UnsupportedFeatureError``.
+        Capabilities are checked later, on a cache miss (``_capable``): a cached rerun never needs litellm.
         """
         messages = to_messages(prompt)
         options = options or RequestOptions()
         requests: dict[int, Request] = {}
         fingerprints: dict[int, str] = {}
-        refusals: list[UnsupportedFeatureError] = []
         by_key: dict[tuple[str, SamplingParams, str], str] = {}
         for index in self._router.available() or range(len(self.models)):
             model = self.models[index]
             merged = (
                 self._default_sampling[index] if sampling is None else merge(model.sampling, self.sampling, sampling)
             )
-            request = Request(model=model, messages=messages, sampling=merged, options=options)
-            try:
-                self._transport.check(request)
-            except UnsupportedFeatureError as exc:
-                refusals.append(exc)
-                continue
-            requests[index] = request
+            requests[index] = Request(model=model, messages=messages, sampling=merged, options=options)
             key = (model.name, merged, json.dumps(model.provider_options, sort_keys=True, default=str))
             if key not in by_key:
                 by_key[key] = fingerprint(
@@ -213,10 +213,23 @@ class LLMClient:
                     provider_options=model.provider_options,
                 )
             fingerprints[index] = by_key[key]
-        if not requests:
-            raise refusals[0]
         first = next(iter(requests.values()))
         return _Plan(requests, fingerprints, _estimate_tokens(messages, first.sampling), prefer_model)
+
+    def _capable(self, plan: _Plan) -> _Plan:
+        """The plan without the deployments that cannot do what it asks; ``UnsupportedFeatureError`` if none can."""
+        refusals: list[UnsupportedFeatureError] = []
+        requests: dict[int, Request] = {}
+        for index, request in plan.requests.items():
+            try:
+                self._transport.check(request)
+            except UnsupportedFeatureError as exc:
+                refusals.append(exc)
+            else:
+                requests[index] = request
+        if not requests:
+            raise refusals[0]
+        return replace(plan, requests=requests) if refusals else plan
 
     def _cached(self, plan: _Plan) -> Completion | None:
         if self.cache is None:
@@ -239,6 +252,7 @@ class LLMClient:
         tries = _Tries()
         index: int | None = None
         try:
+            plan = self._capable(plan)
             async for attempt in retrying(self.retry, self._sleep):
                 with attempt:
                     index, completion = await self._attempt(plan, tries)
@@ -296,6 +310,7 @@ class LLMClient:
 
     async def _stream(self, plan: _Plan) -> AsyncIterator[StreamDelta | Completion]:
         """Attempts for a stream: the same waits as ``retrying``, but none once a delta has been yielded."""
+        plan = self._capable(plan)
         tries = _Tries()
         while True:
             started = False

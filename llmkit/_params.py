@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from ._messages import to_messages
 from .errors import ConfigError
 
 __all__ = ["Capability", "Model", "Prompt", "RateLimits", "RequestOptions", "RetryPolicy", "SamplingParams", "merge"]
@@ -20,12 +21,16 @@ Capability = Literal["reasoning", "logprobs", "tools", "vision", "json_schema"]
 _FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
 
+_SECRET_SUFFIXES = ("key", "secret", "token", "password")
+
+
 def describe_validation_error(owner: type[BaseModel], exc: ValidationError) -> str:
     """One line per problem: where, the bad value, and what is allowed."""
     lines = []
     for err in exc.errors():
         where = ".".join(str(part) for part in err["loc"])
-        value = f"={err['input']!r}" if where and err["type"] != "missing" else ""
+        secret = any(str(part).lower().endswith(_SECRET_SUFFIXES) for part in err["loc"])
+        value = f"={'***' if secret else repr(err['input'])}" if where and err["type"] != "missing" else ""
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
             message = f"unknown field; allowed: {', '.join(owner.model_fields)}"
@@ -168,8 +173,9 @@ class Prompt(_Params):
 
     @field_validator("messages", mode="before")
     @classmethod
-    def _messages_as_tuple(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
+    def _messages_checked(cls, value: Any) -> Any:
+        """Checked when built, so a bad item is reported where it is read (a file's line), not after sending."""
+        return value if isinstance(value, str) else tuple(to_messages(value))
 
 
 def merge(*layers: SamplingParams | None) -> SamplingParams:

@@ -121,7 +121,9 @@ class PoolConfig(BaseModel):
     sampling: SamplingParams | None = Field(None, description="Defaults for every call (a model's own are lower).")
     limits: RateLimits | None = Field(None, description="Client-side limits over the whole pool.")
     retry: RetryPolicy | None = Field(None, description="Retry policy; default RetryPolicy().")
-    cache: CacheConfig | None = Field(None, description="Response cache; absent means no cache (the CLI's run adds one).")
+    cache: CacheConfig | None = Field(
+        None, description="Response cache; absent means no cache (the CLI's run adds one)."
+    )
 
     @field_validator("models", mode="before")
     @classmethod
@@ -140,7 +142,9 @@ class ConfigFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pools: dict[str, PoolConfig] = Field(min_length=1, description="Pools by name; 'default' is used when none is named.")
+    pools: dict[str, PoolConfig] = Field(
+        min_length=1, description="Pools by name; 'default' is used when none is named."
+    )
     _path: Path | None = PrivateAttr(None)
     _secrets: tuple[str, ...] = PrivateAttr(())
 
@@ -159,7 +163,7 @@ class ConfigFile(BaseModel):
         if name not in self.pools:
             raise ConfigError(
                 f"{self.path}: no pool named {name!r}; pools: {', '.join(self.pools)}"
-                + _did_you_mean(name, list(self.pools))
+                + did_you_mean(name, list(self.pools))
             )
         return self.pools[name]
 
@@ -274,7 +278,7 @@ def load_config(path: str | os.PathLike[str], *, require_keys: bool = True) -> C
         raise ConfigError(f"{path}: the file is empty; it needs a 'pools:' mapping (see examples/llmkit.yaml)")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping with a 'pools:' key, not a {type(raw).__name__}")
-    env = _Env(path)
+    env = _Env()
     data = env.interpolate(raw, (), require_keys)
     if env.problems:
         raise ConfigError("\n".join(_locate(path, node, loc) + msg for loc, msg in env.problems))
@@ -294,8 +298,7 @@ class _Env:
     Looks in the environment, then in ./.env. Records the values of secret-looking variables so output can mask them.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self) -> None:
         self.problems: list[tuple[tuple[Any, ...], str]] = []
         self.secrets: list[str] = []
         self._dotenv: Mapping[str, str | None] | None = None
@@ -324,7 +327,9 @@ class _Env:
                 return "$"
             name, default = match.group(1), match.group(2)
             if name is None:
-                self.problems.append((loc, f"malformed reference {match.group(0)!r}; write ${{NAME}} or ${{NAME:-default}}"))
+                self.problems.append(
+                    (loc, f"malformed reference {match.group(0)!r}; write ${{NAME}} or ${{NAME:-default}}")
+                )
                 return ""
             found = self.lookup(name)
             if found is None or (found == "" and default is not None):
@@ -341,8 +346,11 @@ class _Env:
             if is_key and not require_keys:
                 return None
             self.problems.append(
-                (loc, f"environment variable {name} is not set; export {name}=... (or put it in .env), "
-                      f"or give a default: ${{{name}:-default}}")
+                (
+                    loc,
+                    f"environment variable {name} is not set; export {name}=... (or put it in .env), "
+                    f"or give a default: ${{{name}:-default}}",
+                )
             )
         return result
 
@@ -354,7 +362,7 @@ def key_path(loc: tuple[Any, ...]) -> str:
     """('pools', 'default', 'models', 1, 'weight') -> 'pools.default.models[1].weight'."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if type(part) is int else (f".{part}" if out else str(part))
     return out
 
 
@@ -417,11 +425,20 @@ def _owner(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 def _describe(path: Path, node: yaml.Node | None, raw: Any, err: Mapping[str, Any]) -> str:
     """One problem on one line: where, what is wrong, what was written (secrets masked), what is allowed."""
     loc = tuple(err["loc"])
+    if "[key]" in loc:  # a mapping key of the wrong type: YAML read `off:` as False, `1:` as 1
+        parent = loc[: loc.index("[key]") - 1]
+        written = _raw_at(raw, parent)
+        keys = written if isinstance(written, dict) else {}
+        key = next((k for k in keys if k == loc[len(parent)] and not isinstance(k, str)), loc[len(parent)])
+        return (
+            f"{_locate(path, node, parent)}key {key!r} must be a string; quote it "
+            "(YAML reads unquoted yes/no/on/off/true/false as booleans, and digits as numbers)"
+        )
     where = _locate(path, node, loc)
     if err["type"] == "extra_forbidden":
         owner = _owner(loc[:-1])
         allowed = list(owner.model_fields) if owner else []
-        hint = f"; allowed: {', '.join(allowed)}" + _did_you_mean(str(loc[-1]), allowed) if allowed else ""
+        hint = f"; allowed: {', '.join(allowed)}" + did_you_mean(str(loc[-1]), allowed) if allowed else ""
         for section, cls in (("sampling", SamplingParams), ("limits", RateLimits), ("retry", RetryPolicy)):
             if owner is not None and section in owner.model_fields and loc[-1] in cls.model_fields:
                 hint += f" ({loc[-1]} goes under '{section}:')"
@@ -438,7 +455,8 @@ def _describe(path: Path, node: yaml.Node | None, raw: Any, err: Mapping[str, An
     return f"{where}{_message(err)}{shown}"
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or ''."""
     close = difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import difflib
+import io
 import json
 import logging
 import re
@@ -24,13 +24,30 @@ from typing import IO, Any
 
 import yaml
 
-from . import __version__
-from ._client import LLMClient
-from ._params import Model, Prompt, RateLimits, RetryPolicy, SamplingParams
-from ._cache import ResponseCache
-from ._result import Completion
-from ._settings import CacheConfig, LLMKitSettings, PoolConfig, find_config, load_config, searched_places
-from .errors import ConfigError, LLMError, redact
+from . import (
+    Completion,
+    ConfigError,
+    LLMClient,
+    LLMError,
+    Model,
+    Prompt,
+    RateLimits,
+    ResponseCache,
+    RetryPolicy,
+    SamplingParams,
+    __version__,
+)
+from ._settings import (
+    CacheConfig,
+    ConfigFile,
+    LLMKitSettings,
+    PoolConfig,
+    did_you_mean,
+    find_config,
+    load_config,
+    searched_places,
+)
+from .errors import redact
 
 __all__ = ["main"]
 
@@ -61,10 +78,10 @@ class _Setup:
     secrets: tuple[str, ...] = ()
 
 
-def _setup(args: argparse.Namespace, settings: LLMKitSettings) -> _Setup:
+def _setup(args: argparse.Namespace) -> _Setup:
     """The pool to use: the config file's (narrowed by --model), or --model alone, or the offline default pool."""
     offline = getattr(args, "offline", False)
-    found = find_config(args.config, settings)
+    found = find_config(args.config, args.settings)
     if found is None and args.pool != "default":
         raise ConfigError(f"--pool {args.pool} needs a config file, and none was found (looked at {searched_places()})")
     if found is None and args.model:
@@ -104,7 +121,9 @@ def _offline_model(model: Model, api_base: Any) -> Model:
 def _backend(args: argparse.Namespace, models: list[Model]) -> Iterator[tuple[list[Model], Any]]:
     """Where requests go: the providers themselves, or (--offline) the bundled fake provider on 127.0.0.1.
 
-    Yields the models rerouted, and the local server (None when there is none). Another local backend plugs in here.
+    Yields the models rerouted, and the local server whose ``count`` says how many requests it answered (None when
+    there is none). Another backend (``--local``) is one more flag in the ``backend`` argument group and one more
+    branch here; ``_setup`` then gives it a default pool the way it does for ``--offline``.
     """
     if not args.offline:
         yield models, None
@@ -117,7 +136,7 @@ def _backend(args: argparse.Namespace, models: list[Model]) -> Iterator[tuple[li
         if args.offline_rpm:
             fake.rate_limit(requests_per_minute=args.offline_rpm)
         rerouted = [_offline_model(m, fake.api_base) for m in models]
-        renamed = [f"{a.name} as {b.name}" for a, b in zip(models, rerouted) if a.name != b.name]
+        renamed = [f"{a.name} as {b.name}" for a, b in zip(models, rerouted, strict=True) if a.name != b.name]
         _note(f"offline: fake provider at {fake.url}; nothing leaves this machine")
         if renamed:
             _note(f"offline: the fake speaks the OpenAI, Anthropic and Gemini formats; serving {', '.join(renamed)}")
@@ -154,19 +173,19 @@ def _parse_line(text: str, number: int) -> tuple[str | int, Prompt]:
         raise _BadLine(f"expected a JSON string or object, got {type(data).__name__}")
     unknown = [k for k in data if k not in LINE_KEYS]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], LINE_KEYS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(unknown[0], list(LINE_KEYS))
         raise _BadLine(f"unknown key {unknown[0]!r}{hint}; allowed: {', '.join(LINE_KEYS)}")
     line_id = data.get("id", number)
     if isinstance(line_id, bool) or not isinstance(line_id, (str, int)):
         raise _BadLine(f"id must be a string or an integer, got {json.dumps(line_id)}")
     if ("prompt" in data) == ("messages" in data):
         raise _BadLine("give exactly one of 'prompt' (a string) or 'messages' (a list of {role, content})")
-    messages = data.get("prompt", data.get("messages"))
+    messages: Any = data.get("prompt", data.get("messages"))
     if "prompt" in data and (not isinstance(messages, str) or not messages.strip()):
         raise _BadLine("'prompt' must be a non-empty string")
-    if "messages" in data and (not isinstance(messages, list) or not messages or
-                               not all(isinstance(m, dict) and "role" in m for m in messages)):
+    if "messages" in data and (
+        not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m for m in messages)
+    ):
         raise _BadLine("'messages' must be a non-empty list of objects with 'role' and 'content'")
     sampling = data.get("sampling")
     if sampling is not None and not isinstance(sampling, dict):
@@ -227,28 +246,82 @@ class _Row:
     unpriced: int = 0
 
 
-def _record(line_id: str | int, completion: Completion) -> dict[str, Any]:
+def _record(line_id: str | int, completion: Completion, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One output line: the input's id, then the answer (or the error, with any configured secret masked)."""
     data = completion.to_dict()
-    record = {"id": line_id}
-    for key in ("text", "thinking", "finish_reason", "usage", "cost_usd", "model", "cache_hit", "latency_s",
-                "attempts", "error"):
+    record: dict[str, Any] = {"id": line_id}
+    for key in (
+        "text",
+        "thinking",
+        "finish_reason",
+        "usage",
+        "cost_usd",
+        "model",
+        "cache_hit",
+        "latency_s",
+        "attempts",
+        "error",
+    ):
         record[key] = data[key]
     if completion.logprobs is not None:
         record["logprobs"] = data["logprobs"]
+    if record["error"] is not None:
+        record["error"]["message"] = redact(record["error"]["message"], secrets)
     return record
 
 
-async def _run_all(client: LLMClient, items: _Input, out: IO[str], rows: dict[str, _Row], progress: bool) -> None:
+_HINTS = {
+    "RateLimitError": "lower --rpm/--tpm below the provider's limits or raise --max-attempts",
+    "AuthenticationError": "check the model's key (its provider's env var, or api_key in the config)",
+    "TimeoutError": "raise the timeout or lower --concurrency",
+    "UnsupportedFeatureError": "drop the parameter or pick a model that supports it (llmkit models)",
+}
+
+
+@dataclass
+class _Failures:
+    """Failed prompts by error type, with the first one's id and message as an example."""
+
+    count: dict[str, int] = field(default_factory=dict)
+    example: dict[str, str] = field(default_factory=dict)
+
+    def add(self, line_id: str | int, error: dict[str, Any]) -> None:
+        kind = error["type"]
+        self.count[kind] = self.count.get(kind, 0) + 1
+        self.example.setdefault(kind, f"id {json.dumps(line_id)}: {error['message'][:300]}")
+
+    def lines(self) -> list[str]:
+        return [
+            f"{n} failed with {kind}, e.g. {self.example[kind]}" + (f"; {_HINTS[kind]}" if kind in _HINTS else "")
+            for kind, n in sorted(self.count.items(), key=lambda item: -item[1])
+        ]
+
+
+@dataclass
+class _Tally:
+    """What a run did, per model and per error type."""
+
+    secrets: tuple[str, ...]
+    rows: dict[str, _Row] = field(default_factory=dict)
+    failures: _Failures = field(default_factory=_Failures)
+
+
+async def _run_all(client: LLMClient, items: _Input, out: IO[str], tally: _Tally, progress: bool) -> None:
     """Write each result line as soon as it is done, so an interrupted run keeps everything finished so far."""
     async for index, completion in client.as_completed(items, show_progress=progress):
-        out.write(json.dumps(_record(items.ids[index], completion), ensure_ascii=False) + "\n")
+        line_id = items.ids[index]
+        record = _record(line_id, completion, tally.secrets)
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
         out.flush()
-        row = rows.setdefault(completion.model or "(no model)", _Row())
-        if not completion.ok:
+        row = tally.rows.setdefault(completion.model or "(no model)", _Row())
+        if record["error"] is not None:
             row.failed += 1
+            tally.failures.add(line_id, record["error"])
             continue
         row.done += 1
-        row.cache_hits += completion.cache_hit
+        if completion.cache_hit:  # served from disk: no tokens, no cost this run
+            row.cache_hits += 1
+            continue
         row.tokens += completion.usage.total_tokens
         if completion.cost_usd is None:
             row.unpriced += 1
@@ -261,21 +334,32 @@ def _summary(rows: dict[str, _Row]) -> str:
     for row in rows.values():
         for name in vars(total):
             setattr(total, name, getattr(total, name) + getattr(row, name))
-    header = ("model", "done", "failed", "cache hits", "tokens", "cost")
+    header = ("model", "done", "failed", "cache hits", "tokens sent", "cost")
     lines = [
-        (name, str(r.done), str(r.failed), str(r.cache_hits), f"{r.tokens:,}",
-         f"${r.cost_usd:.6f}" + (f" (+{r.unpriced} unpriced)" if r.unpriced else ""))
+        (
+            name,
+            str(r.done),
+            str(r.failed),
+            str(r.cache_hits),
+            f"{r.tokens:,}",
+            f"${r.cost_usd:.6f}" + (f" (+{r.unpriced} unpriced)" if r.unpriced else ""),
+        )
         for name, r in sorted(rows.items()) + [("total", total)]
     ]
-    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-        for line in [header, *lines]
-    )
+    return "\n".join(_table([header, *lines]))
+
+
+def _table(rows: list[Any]) -> list[str]:
+    """Columns padded to their widest cell: the first left-aligned, the others right-aligned (numbers)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in rows
+    ]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    settings = LLMKitSettings()
+    settings = args.settings
     if (args.fault_rate or args.offline_rpm) and not args.offline:
         raise UsageError("--fault-rate and --offline-rpm shape the offline fake provider; add --offline")
     path = Path(args.prompts)
@@ -289,13 +373,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _note(f"... and {len(items.bad) - _MAX_BAD_LINES_SHOWN} more bad lines")
     if items.bad and args.on_bad_line == "stop":
         raise UsageError(f"{path}: {len(items.bad)} bad line(s); nothing was sent (--on-bad-line skip runs the others)")
-    setup = _setup(args, settings)
+    setup = _setup(args)
     _note(setup.source)
     pool = setup.pool
-    limits = _override(pool.limits or settings.default_limits(), RateLimits, requests_per_minute=args.rpm,
-                       tokens_per_minute=args.tpm, max_concurrency=args.concurrency)
+    limits = _override(
+        pool.limits or settings.default_limits(),
+        RateLimits,
+        requests_per_minute=args.rpm,
+        tokens_per_minute=args.tpm,
+        max_concurrency=args.concurrency,
+    )
     retry = _override(pool.retry, RetryPolicy, max_attempts=args.max_attempts)
-    rows: dict[str, _Row] = {}
+    tally = _Tally(setup.secrets)
     start = time.perf_counter()
     interrupted = False
     with _backend(args, pool.models) as (models, server):
@@ -307,14 +396,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
         client = LLMClient(models, sampling=pool.sampling, limits=limits, retry=retry, cache=cache)
         with client, open(args.output, "w", encoding="utf-8") as out:
             try:
-                asyncio.run(_run_all(client, items, out, rows, progress=not args.no_progress))
+                # LiteLLM prints "Give Feedback / Get Help" banners on stdout for every failed attempt; run writes
+                # nothing to stdout, and the errors themselves are in the results.
+                with contextlib.redirect_stdout(io.StringIO()):
+                    asyncio.run(_run_all(client, items, out, tally, progress=not args.no_progress))
             except KeyboardInterrupt:
                 interrupted = True
         sent = server.count if server is not None else client.status.requests_sent
-    print(_summary(rows), file=sys.stderr)
-    failed = sum(r.failed for r in rows.values())
-    _note(f"{sum(r.done for r in rows.values())} done, {failed} failed, {len(items.bad)} bad lines skipped, "
-          f"{sent} requests sent, wall time {time.perf_counter() - start:.1f} s; results in {args.output}")
+        retried, binding = client.status.retried, client.status.binding_limit
+    print(_summary(tally.rows), file=sys.stderr)
+    failed = sum(r.failed for r in tally.rows.values())
+    for line in tally.failures.lines():
+        _note(line)
+    wall_s = time.perf_counter() - start
+    retries = f"{retried} retr{'y' if retried == 1 else 'ies'}" + (
+        f"; waited mostly on the {binding} limit" if binding else ""
+    )
+    _note(
+        f"{sum(r.done for r in tally.rows.values())} done, {failed} failed, {len(items.bad)} bad lines skipped, "
+        f"{sent} requests sent ({retries}), wall time {wall_s:.1f} s; results in {args.output}"
+    )
+    if failed:
+        _note(
+            "rerun the same command to retry the failed prompts; the others come from the cache"
+            if cache is not None
+            else "rerun to retry the failed prompts (with the cache on, the others would not be sent again)"
+        )
     if interrupted:
         _note("interrupted: the results above are written; rerun the same command to resume from the cache")
         return EXIT_INTERRUPTED
@@ -331,8 +438,8 @@ def _override(base: Any, cls: type, **given: Any) -> Any:
 # -- llmkit config / models / cache -----------------------------------------------------------------------------------
 
 
-def _config_file(args: argparse.Namespace) -> Any:
-    found = find_config(args.config)
+def _config_file(args: argparse.Namespace) -> ConfigFile:
+    found = find_config(args.config, args.settings)
     if found is None:
         raise ConfigError(f"no config file found (looked at {searched_places()}); see examples/llmkit.yaml")
     _note(f"config {found[0]} ({found[1]})")
@@ -351,7 +458,7 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
             if not model.get("provider_options"):
                 model.pop("provider_options", None)
         pools[name] = data
-    settings = LLMKitSettings()
+    settings = args.settings
     header = f"# {config.path}, resolved (keys masked); cache_dir={settings.cache_dir} log_level={settings.log_level}\n"
     print(redact(header + yaml.safe_dump({"pools": pools}, sort_keys=False), config.secrets), end="")
     return EXIT_OK
@@ -366,16 +473,16 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
 
 def _model_facts(model: Model) -> dict[str, Any]:
     """What LiteLLM's bundled price map knows of a model; None for what it does not know."""
-    import io
     import os
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map at import
     import litellm
 
     facts: dict[str, Any] = {"model": model.name, "weight": model.weight, "known": False}
+    info: dict[str, Any]
     with contextlib.redirect_stdout(io.StringIO()):  # LiteLLM prints a provider list for unknown prefixes
         try:
-            info = litellm.get_model_info(model.name)
+            info = dict(litellm.get_model_info(model.name))
         except Exception:
             info = {}
         try:
@@ -390,10 +497,10 @@ def _model_facts(model: Model) -> dict[str, Any]:
         max_output_tokens=info.get("max_output_tokens"),
         input_usd_per_mtok=info["input_cost_per_token"] * per_million if info.get("input_cost_per_token") else None,
         output_usd_per_mtok=info["output_cost_per_token"] * per_million if info.get("output_cost_per_token") else None,
-        reasoning=info.get("supports_reasoning") if info else None,
+        reasoning=bool(info.get("supports_reasoning")) if info else None,
         logprobs=("logprobs" in params) if params else None,
-        tools=info.get("supports_function_calling") if info else None,
-        vision=info.get("supports_vision") if info else None,
+        tools=bool(info.get("supports_function_calling")) if info else None,
+        vision=bool(info.get("supports_vision")) if info else None,
     )
     if model.supports is not None:  # declared capabilities win, as they do when calling
         facts.update({cap: cap in model.supports for cap in ("reasoning", "logprobs", "tools", "vision")})
@@ -401,7 +508,7 @@ def _model_facts(model: Model) -> dict[str, Any]:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    setup = _setup(args, LLMKitSettings())
+    setup = _setup(args)
     _note(setup.source)
     facts = [_model_facts(m) for m in setup.pool.models]
     if args.json:
@@ -413,24 +520,45 @@ def _cmd_models(args: argparse.Namespace) -> int:
             return "?"
         if isinstance(value, bool):
             return "yes" if value else "no"
-        if isinstance(value, float) and not value.is_integer():
-            return f"{value:.2f}"
         return f"{int(value):,}" if isinstance(value, (int, float)) else str(value)
 
-    header = ["model", "weight", "context", "max out", "$/Mtok in", "$/Mtok out", "reasoning", "logprobs", "tools",
-              "vision"]
-    keys = ["model", "weight", "context_window", "max_output_tokens", "input_usd_per_mtok", "output_usd_per_mtok",
-            "reasoning", "logprobs", "tools", "vision"]
-    table = [header] + [[cell(f[k]) for k in keys] for f in facts]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row, f in zip(table, [None, *facts]):
-        line = "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-        print(line + ("  (unknown to LiteLLM: no prices or limits)" if f is not None and not f["known"] else ""))
+    for f in facts:  # prices in dollars and cents; weights as written
+        for key in ("input_usd_per_mtok", "output_usd_per_mtok"):
+            f[key] = f"{f[key]:.2f}" if f[key] is not None else None
+        f["weight"] = f"{f['weight']:g}"
+    header = [
+        "model",
+        "weight",
+        "context",
+        "max out",
+        "$/Mtok in",
+        "$/Mtok out",
+        "reasoning",
+        "logprobs",
+        "tools",
+        "vision",
+    ]
+    keys = [
+        "model",
+        "weight",
+        "context_window",
+        "max_output_tokens",
+        "input_usd_per_mtok",
+        "output_usd_per_mtok",
+        "reasoning",
+        "logprobs",
+        "tools",
+        "vision",
+    ]
+    table = _table([header] + [[cell(f[k]) for k in keys] for f in facts])
+    notes: list[dict[str, Any] | None] = [None, *facts]
+    for line, fact in zip(table, notes, strict=True):
+        print(line + ("  (unknown to LiteLLM: no prices or limits)" if fact is not None and not fact["known"] else ""))
     return EXIT_OK
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
-    return Path(args.cache_dir).expanduser() if args.cache_dir else LLMKitSettings().cache_dir
+    return Path(args.cache_dir).expanduser() if args.cache_dir else args.settings.cache_dir
 
 
 def _cmd_cache_stats(args: argparse.Namespace) -> int:
@@ -511,32 +639,64 @@ def _parser() -> argparse.ArgumentParser:
     source = argparse.ArgumentParser(add_help=False)
     source.add_argument("--config", metavar="FILE", help=f"config file (default: the first of {searched_places()})")
     source.add_argument("--pool", default="default", help="pool of the config file (default: default)")
-    source.add_argument("--model", action="append", metavar="M",
-                        help="use this model (a LiteLLM model string, or a name from the pool); repeatable")
+    source.add_argument(
+        "--model",
+        action="append",
+        metavar="M",
+        help="use this model (a LiteLLM model string, or a name from the pool); repeatable",
+    )
     parser = argparse.ArgumentParser(prog="llmkit", description="Call many LLMs from the command line, boringly.")
     parser.add_argument("--version", action="version", version=f"llmkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", parents=[common, source], help="run a JSONL file of prompts",
-                              description="Run every prompt of a JSONL file; write one result line per prompt.")
-    run.add_argument("prompts", metavar="PROMPTS.jsonl",
-                     help='one prompt per line: a JSON string, or {"id", "prompt" or "messages", "sampling"}')
+    run = commands.add_parser(
+        "run",
+        parents=[common, source],
+        help="run a JSONL file of prompts",
+        description="Run every prompt of a JSONL file; write one result line per prompt.",
+    )
+    run.add_argument(
+        "prompts",
+        metavar="PROMPTS.jsonl",
+        help='one prompt per line: a JSON string, or {"id", "prompt" or "messages", "sampling"}',
+    )
     run.add_argument("-o", "--output", required=True, metavar="RESULTS.jsonl", help="where to write the results")
-    run.add_argument("--on-bad-line", choices=("skip", "stop"), default="skip",
-                     help="a bad input line is reported with its number, then skipped (default) or stops the run")
+    run.add_argument(
+        "--on-bad-line",
+        choices=("skip", "stop"),
+        default="skip",
+        help="a bad input line is reported with its number, then skipped (default) or stops the run",
+    )
     backend = run.add_mutually_exclusive_group()
-    backend.add_argument("--offline", action="store_true",
-                         help="answer from the bundled fake provider: no API key, no network")
+    backend.add_argument(
+        "--offline", action="store_true", help="answer from the bundled fake provider: no API key, no network"
+    )
     offline = run.add_argument_group("offline fake provider (with --offline)")
-    offline.add_argument("--fault-rate", type=_fraction, default=0.0, metavar="F",
-                         help="share of requests that fail with a 500, to see retries")
-    offline.add_argument("--offline-rpm", type=_positive(float), metavar="N",
-                         help="the fake's own requests-per-minute limit (answers 429 with Retry-After)")
-    offline.add_argument("--offline-latency-s", type=float, default=0.05, metavar="S",
-                         help="seconds the fake takes per answer (default 0.05)")
+    offline.add_argument(
+        "--fault-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="share of requests that fail with a 500, to see retries",
+    )
+    offline.add_argument(
+        "--offline-rpm",
+        type=_positive(float),
+        metavar="N",
+        help="the fake's own requests-per-minute limit (answers 429 with Retry-After)",
+    )
+    offline.add_argument(
+        "--offline-latency-s",
+        type=float,
+        default=0.05,
+        metavar="S",
+        help="seconds the fake takes per answer (default 0.05)",
+    )
     cache = run.add_argument_group("cache")
     cache.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    cache.add_argument("--cache-dir", metavar="DIR", help="cache directory (default: LLMKIT_CACHE_DIR or ~/.cache/llmkit)")
+    cache.add_argument(
+        "--cache-dir", metavar="DIR", help="cache directory (default: LLMKIT_CACHE_DIR or ~/.cache/llmkit)"
+    )
     limits = run.add_argument_group("limits and retries (override the pool's)")
     limits.add_argument("--max-in-flight", type=_positive(int), metavar="N", help="prompts in flight at once")
     limits.add_argument("--rpm", type=_positive(float), metavar="N", help="requests per minute")
@@ -556,21 +716,31 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--config", metavar="FILE", help="config file (default: discovered)")
     validate.set_defaults(handler=_cmd_config_validate)
 
-    models = commands.add_parser("models", parents=[common, source],
-                                 help="the configured models with LiteLLM's context windows, prices and capabilities")
+    models = commands.add_parser(
+        "models",
+        parents=[common, source],
+        help="the configured models with LiteLLM's context windows, prices and capabilities",
+    )
+    models.add_argument("--offline", action="store_true", help="with no config and no --model: the offline pool")
     models.add_argument("--json", action="store_true", help="JSON instead of a table")
     models.set_defaults(handler=_cmd_models)
 
     cache_cmd = commands.add_parser("cache", help="inspect or clear the response cache")
     cache_commands = cache_cmd.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
-    for name, handler, text in (("stats", _cmd_cache_stats, "entries and size"),
-                                ("clear", _cmd_cache_clear, "remove entries")):
+    for name, handler, text in (
+        ("stats", _cmd_cache_stats, "entries and size"),
+        ("clear", _cmd_cache_clear, "remove entries"),
+    ):
         sub = cache_commands.add_parser(name, parents=[common], help=text)
         sub.add_argument("--cache-dir", metavar="DIR", help="default: LLMKIT_CACHE_DIR or ~/.cache/llmkit")
         sub.set_defaults(handler=handler)
         if name == "clear":
-            sub.add_argument("--older-than", type=_duration, metavar="AGE",
-                             help="only entries stored longer ago than AGE (90s, 30m, 12h, 7d, 2w)")
+            sub.add_argument(
+                "--older-than",
+                type=_duration,
+                metavar="AGE",
+                help="only entries stored longer ago than AGE (90s, 30m, 12h, 7d, 2w)",
+            )
     return parser
 
 
@@ -586,13 +756,13 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def _configure_logging(debug: bool) -> None:
+def _configure_logging(level: str) -> None:
     logger = logging.getLogger("llmkit")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("llmkit: %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
-    logger.setLevel("DEBUG" if debug else LLMKitSettings().log_level)
+    logger.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -603,7 +773,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed its usage error (2) or the help (0)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        _configure_logging(args.debug)
+        args.settings = LLMKitSettings()  # LLMKIT_* from the environment and ./.env, read once
+        _configure_logging("DEBUG" if args.debug else args.settings.log_level)
         return int(args.handler(args))
     except (ConfigError, UsageError) as exc:
         return _fail(args, exc, EXIT_USAGE)

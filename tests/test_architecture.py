@@ -15,7 +15,7 @@ PACKAGE = Path(llmkit.__file__).parent
 ALLOWED = {
     "errors": set(),
     "_types": set(),
-    "_params": {"errors"},
+    "_params": {"_messages", "errors"},
     "_result": {"errors"},
     "_messages": {"_types", "errors"},
     "_fingerprint": {"_messages", "_params", "_types"},
@@ -27,10 +27,12 @@ ALLOWED = {
     "_normalize": {"_result", "errors"},
     "_transport": {"_normalize", "_params", "_result", "_types", "errors"},
     "_sync": set(),
+    "_settings": {"_cache", "_client", "_params", "errors"},
     "_batch": {"_client", "_params", "_result", "_types", "errors"},
     "_client": {
         "_batch",
         "_cache",
+        "_settings",
         "_fingerprint",
         "_limiter",
         "_messages",

@@ -80,3 +80,14 @@ def test_tool_choice_without_tools_is_refused() -> None:
 def test_prompt_item_keeps_its_own_parameters() -> None:
     item = Prompt(messages=[{"role": "user", "content": "hi"}], sampling=SamplingParams(temperature=0))
     assert item.messages[0]["content"] == "hi" and item.sampling.temperature == 0
+
+
+def test_a_rejected_key_value_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as info:
+        Model("openai/x", api_key=12345678901234)
+    assert "12345678901234" not in str(info.value) and "api_key=***" in str(info.value)
+
+
+def test_prompt_items_are_checked_when_built() -> None:
+    with pytest.raises(ConfigError, match="role='usr'"):
+        Prompt(messages=[{"role": "usr", "content": "hi"}])
