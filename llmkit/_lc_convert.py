@@ -2,7 +2,8 @@
 
 No I/O and no client: ``llmkit.langchain`` calls these from invoke, stream and batch alike, so the three paths cannot
 disagree. Input messages become the OpenAI chat format that LiteLLM takes for every provider; Anthropic thinking
-blocks ride along as ``thinking_blocks`` on assistant dicts, which LiteLLM sends back to Anthropic unchanged.
+blocks ride along as ``thinking_blocks`` on assistant dicts, which LiteLLM sends back to Anthropic unchanged (llmkit's
+transport leaves them out for other models, so a history can move between providers).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from langchain_core.messages.block_translators.openai import convert_to_openai_d
 from langchain_core.messages.tool import (
     InvalidToolCall,
     ToolCall,
-    ToolCallChunk,
     invalid_tool_call,
     tool_call,
     tool_call_chunk,
@@ -44,18 +44,15 @@ from . import Completion, ConfigError, RequestOptions, SamplingParams, StreamDel
 from . import ToolCall as LLMToolCall
 
 __all__ = [
-    "CALL_KWARGS",
     "StreamConverter",
     "batch_result",
     "call_settings",
     "env_key",
-    "json_schema_format",
     "normalize_tool_choice",
     "provider_of",
     "structured_output",
     "to_ai_message",
     "to_llmkit_messages",
-    "usage_metadata",
 ]
 
 _THINKING = frozenset({"thinking", "redacted_thinking"})
@@ -269,17 +266,15 @@ def _is_json(text: str) -> bool:
 class StreamConverter:
     """One stream's chunks; the last one adds only what the deltas did not carry, so the sum equals ``invoke``.
 
-    A cached answer replays text and thinking as deltas but not its tool calls, which then come on the last chunk.
+    Tool calls always arrive as deltas (a cached answer replays them too), so the last chunk never repeats them.
     """
 
     text: bool = False
     thinking: bool = False
-    tool_calls: bool = False
 
     def chunk(self, delta: StreamDelta) -> AIMessageChunk:
         if delta.tool_call is not None:
             part = delta.tool_call
-            self.tool_calls = True
             return AIMessageChunk(
                 content="",
                 tool_call_chunks=[tool_call_chunk(name=part.name, args=part.arguments, id=part.id, index=part.index)],
@@ -301,18 +296,10 @@ class StreamConverter:
             additional_kwargs=_reasoning_kwargs(
                 None if self.thinking else completion.thinking, completion.thinking_blocks
             ),
-            tool_call_chunks=[] if self.tool_calls else _call_chunks(completion.tool_calls),
             usage_metadata=usage_metadata(completion.usage),
             response_metadata=response_metadata(completion),
             chunk_position="last",
         )
-
-
-def _call_chunks(calls: list[LLMToolCall]) -> list[ToolCallChunk]:
-    return [
-        tool_call_chunk(name=c.name, args=c.raw_arguments or json.dumps(c.arguments), id=c.id, index=i)
-        for i, c in enumerate(calls)
-    ]
 
 
 # -- call options --------------------------------------------------------------------------------------------------
@@ -330,6 +317,7 @@ _SAMPLING_KWARGS = (
 _OPTION_KWARGS = {
     "tools": "tools",
     "tool_choice": "tool_choice",
+    "parallel_tool_calls": "parallel_tool_calls",
     "response_format": "response_format",
     "timeout": "timeout_s",
 }

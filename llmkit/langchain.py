@@ -1,8 +1,9 @@
 """``ChatLLMKit``: a LangChain chat model that only converts; ``LLMClient`` does the work.
 
 Every call (invoke, stream, batch, sync or async) goes through llmkit's cache, rate limits, retries and routing.
-``batch``/``abatch`` send all inputs through llmkit's batch engine (bounded in flight, in-batch dedupe) while each
-input still gets its own LangChain callback run. Importing ``llmkit`` does not import this module or LangChain.
+``batch``/``abatch`` send all inputs through llmkit's batch engine (bounded in flight, in-batch dedupe, a per-call
+``model=`` as each prompt's ``prefer_model``) while each input still gets its own LangChain callback run.
+Importing ``llmkit`` does not import this module or LangChain.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from . import (
     ConfigError,
     LLMClient,
     Model,
+    Prompt,
     RateLimits,
-    RequestOptions,
     ResponseCache,
     RetryPolicy,
     SamplingParams,
@@ -64,36 +65,22 @@ logger = logging.getLogger(__name__)
 _CLIENT_OWNS = frozenset({"model", "base_url", "api_key", "max_retries", "limits", "response_cache"})
 
 
-@dataclass(frozen=True)
-class _Request:
-    """One call resolved: which client, and the keyword arguments for its complete/stream/batch methods."""
-
-    client: LLMClient
-    sampling: SamplingParams | None
-    options: RequestOptions
-    prefer_model: str | None
-
-    @property
-    def call_args(self) -> dict[str, Any]:
-        return {"sampling": self.sampling, "options": self.options, "prefer_model": self.prefer_model}
-
-
 @dataclass
 class _BatchPlan:
-    """A batch resolved before anything is sent: one llmkit prompt and one callback setup per input."""
+    """A batch resolved before anything is sent: the client and its batch arguments, and each input's callback run
+    as ``invoke`` sets it up (``CallbackManager.configure`` arguments, ``on_chat_model_start`` keyword arguments)."""
 
-    request: _Request
-    inputs: list[list[BaseMessage]]
-    prompts: list[list[dict[str, Any]]]
-    configs: list[RunnableConfig]
-    invocation_params: dict[str, Any]
-    ls_params: dict[str, Any]
-    options: dict[str, Any]
+    client: LLMClient
+    prompts: list[Prompt]
+    batch_args: dict[str, Any]
+    runs: list[tuple[tuple[Any, ...], dict[str, Any]]]
 
-    @property
-    def batch_args(self) -> dict[str, Any]:
-        max_in_flight = self.configs[0].get("max_concurrency")
-        return {"sampling": self.request.sampling, "options": self.request.options, "max_in_flight": max_in_flight}
+
+def _end_run(run: Any, output: AIMessage | Exception) -> Any:
+    """End one input's callback run as ``invoke`` would; an async run manager returns the coroutine to await."""
+    if isinstance(output, Exception):
+        return run.on_llm_error(output)
+    return run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=output)]]))
 
 
 class ChatLLMKit(BaseChatModel):
@@ -245,11 +232,12 @@ class ChatLLMKit(BaseChatModel):
             self._overrides[model] = self._new_client(model)
         return self._overrides[model], None
 
-    def _request(self, stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
-        """Call-time kwargs (bound tools, overrides) onto llmkit's objects; unknown ones are refused, not sent."""
+    def _request(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[LLMClient, dict[str, Any]]:
+        """The client for a call and the keyword arguments for its complete/stream methods, from call-time kwargs
+        (bound tools, overrides); unknown kwargs are refused, not sent."""
         sampling, options, model = call_settings(kwargs, stop, self._sampling, self.timeout)
         client, prefer = self._target(model)
-        return _Request(client, sampling, options, prefer)
+        return client, {"sampling": sampling, "options": options, "prefer_model": prefer}
 
     # -- one call ----------------------------------------------------------------------------------------------
 
@@ -260,8 +248,8 @@ class ChatLLMKit(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._request(stop, kwargs)
-        completion = request.client.complete(to_llmkit_messages(messages), **request.call_args)
+        client, call_args = self._request(stop, kwargs)
+        completion = client.complete(to_llmkit_messages(messages), **call_args)
         return ChatResult(generations=[ChatGeneration(message=to_ai_message(completion))])
 
     async def _agenerate(
@@ -271,8 +259,8 @@ class ChatLLMKit(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._request(stop, kwargs)
-        completion = await request.client.acomplete(to_llmkit_messages(messages), **request.call_args)
+        client, call_args = self._request(stop, kwargs)
+        completion = await client.acomplete(to_llmkit_messages(messages), **call_args)
         return ChatResult(generations=[ChatGeneration(message=to_ai_message(completion))])
 
     def _stream(
@@ -282,9 +270,9 @@ class ChatLLMKit(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        request = self._request(stop, kwargs)
+        client, call_args = self._request(stop, kwargs)
         converter = StreamConverter()
-        for item in request.client.stream(to_llmkit_messages(messages), **request.call_args):
+        for item in client.stream(to_llmkit_messages(messages), **call_args):
             chunk = converter.convert(item)
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -297,9 +285,9 @@ class ChatLLMKit(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        request = self._request(stop, kwargs)
+        client, call_args = self._request(stop, kwargs)
         converter = StreamConverter()
-        async for item in request.client.astream(to_llmkit_messages(messages), **request.call_args):
+        async for item in client.astream(to_llmkit_messages(messages), **call_args):
             chunk = converter.convert(item)
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -318,19 +306,12 @@ class ChatLLMKit(BaseChatModel):
         """All inputs through ``LLMClient.batch``; ``max_concurrency`` in the config bounds requests in flight."""
         plan = self._batch_plan(inputs, config, kwargs)
         if plan is None:
-            logger.debug("ChatLLMKit.batch: LangChain cache, rate limiter or preferred model; invoking each input")
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        runs = []
-        for index in range(len(inputs)):
-            configure, start = self._run_args(plan, index)
-            runs.append(CallbackManager.configure(*configure).on_chat_model_start(**start)[0])
-        completions = plan.request.client.batch(plan.prompts, **plan.batch_args)
+        runs = [CallbackManager.configure(*args).on_chat_model_start(**start)[0] for args, start in plan.runs]
+        completions = plan.client.batch(plan.prompts, **plan.batch_args)
         outputs = [self._output(run.run_id, completion) for run, completion in zip(runs, completions, strict=True)]
         for run, output in zip(runs, outputs, strict=True):
-            if isinstance(output, Exception):
-                run.on_llm_error(output)
-            else:
-                run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=output)]]))
+            _end_run(run, output)
         return batch_result(outputs, return_exceptions)
 
     async def abatch(
@@ -344,21 +325,14 @@ class ChatLLMKit(BaseChatModel):
         """Async twin of ``batch``, through ``LLMClient.abatch`` (llmkit's async limiter and cache)."""
         plan = self._batch_plan(inputs, config, kwargs)
         if plan is None:
-            logger.debug(
-                "ChatLLMKit.abatch: LangChain cache, rate limiter or model preference set; invoking each input"
-            )
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         runs = []
-        for index in range(len(inputs)):
-            configure, start = self._run_args(plan, index)
-            runs.append((await AsyncCallbackManager.configure(*configure).on_chat_model_start(**start))[0])
-        completions = await plan.request.client.abatch(plan.prompts, **plan.batch_args)
+        for args, start in plan.runs:
+            runs.append((await AsyncCallbackManager.configure(*args).on_chat_model_start(**start))[0])
+        completions = await plan.client.abatch(plan.prompts, **plan.batch_args)
         outputs = [self._output(run.run_id, completion) for run, completion in zip(runs, completions, strict=True)]
         for run, output in zip(runs, outputs, strict=True):
-            if isinstance(output, Exception):
-                await run.on_llm_error(output)
-            else:
-                await run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=output)]]))
+            await _end_run(run, output)
         return batch_result(outputs, return_exceptions)
 
     def _batch_plan(
@@ -368,60 +342,56 @@ class ChatLLMKit(BaseChatModel):
         kwargs: dict[str, Any],
     ) -> _BatchPlan | None:
         """The plan, or None when each input must go through ``invoke``: LangChain's cache or rate limiter is on
-        (they act per call, before the request), or a pool member is preferred (llmkit batches have no preference).
-        """
-        if not inputs or self.rate_limiter is not None or self._langchain_cache_on():
+        (they act per call, before the request). A per-call ``model=`` becomes each prompt's ``prefer_model``."""
+        if not inputs:
+            return None
+        if self.rate_limiter is not None or self._langchain_cache_on():
+            logger.debug("ChatLLMKit batch: LangChain's cache or rate limiter is on; invoking each input")
             return None
         kwargs = dict(kwargs)
         stop = kwargs.pop("stop", None)
         structured = kwargs.pop("ls_structured_output_format", None)
-        request = self._request(stop, kwargs)
-        if request.prefer_model is not None:
-            return None
+        client, call_args = self._request(stop, kwargs)
+        prefer = call_args.pop("prefer_model")
         options: dict[str, Any] = {"stop": stop}
         if structured:
             schema = convert_to_json_schema(structured["schema"])
             options["ls_structured_output_format"] = {"kwargs": structured.get("kwargs", {}), "schema": schema}
-        messages = [self._convert_input(item).to_messages() for item in inputs]
+        inputs_messages = [self._convert_input(item).to_messages() for item in inputs]
+        configs = get_config_list(config, len(inputs))
+        invocation_params = self._get_invocation_params(stop=stop, **kwargs)
+        ls_params = dict(self._get_ls_params_with_defaults(stop=stop, **kwargs))
+        runs = []
+        for run_config, messages in zip(configs, inputs_messages, strict=True):
+            metadata = {**(run_config.get("metadata") or {}), **ls_params}
+            configure = (
+                run_config.get("callbacks"),
+                self.callbacks,
+                self.verbose,
+                run_config.get("tags"),
+                self.tags,
+                metadata,
+                self.metadata,
+            )
+            start = {
+                "serialized": self._serialized,
+                "messages": [messages],
+                "invocation_params": invocation_params,
+                "options": options,
+                "name": run_config.get("run_name"),
+                "run_id": run_config.pop("run_id", None),
+                "batch_size": 1,
+            }
+            runs.append((configure, start))
         return _BatchPlan(
-            request=request,
-            inputs=messages,
-            prompts=[to_llmkit_messages(m) for m in messages],
-            configs=get_config_list(config, len(inputs)),
-            invocation_params=self._get_invocation_params(stop=stop, **kwargs),
-            ls_params=dict(self._get_ls_params_with_defaults(stop=stop, **kwargs)),
-            options=options,
+            client=client,
+            prompts=[Prompt(messages=tuple(to_llmkit_messages(m)), prefer_model=prefer) for m in inputs_messages],
+            batch_args={**call_args, "max_in_flight": configs[0].get("max_concurrency")},
+            runs=runs,
         )
 
     def _langchain_cache_on(self) -> bool:
-        if self.cache is False:
-            return False
-        return self.cache is not None or get_llm_cache() is not None
-
-    def _run_args(self, plan: _BatchPlan, index: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """What ``invoke`` gives the callback manager for one input: its own config's callbacks, tags, metadata,
-        run name and run id, as (``configure`` arguments, ``on_chat_model_start`` keyword arguments)."""
-        config = plan.configs[index]
-        metadata = {**(config.get("metadata") or {}), **plan.ls_params}
-        configure = (
-            config.get("callbacks"),
-            self.callbacks,
-            self.verbose,
-            config.get("tags"),
-            self.tags,
-            metadata,
-            self.metadata,
-        )
-        start = {
-            "serialized": self._serialized,
-            "messages": [plan.inputs[index]],
-            "invocation_params": plan.invocation_params,
-            "options": plan.options,
-            "name": config.get("run_name"),
-            "run_id": config.pop("run_id", None),
-            "batch_size": 1,
-        }
-        return configure, start
+        return self.cache is not False and (self.cache is not None or get_llm_cache() is not None)
 
     def _output(self, run_id: Any, completion: Completion) -> AIMessage | Exception:
         """What ``invoke`` would return for this completion (its error, or the message as LangChain finishes it)."""
@@ -442,13 +412,17 @@ class ChatLLMKit(BaseChatModel):
         *,
         tool_choice: str | bool | dict[str, Any] | None = None,
         strict: bool | None = None,
+        parallel_tool_calls: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools in OpenAI format. ``tool_choice``: 'auto', 'none', 'any'/'required', True, or a tool name."""
+        """Bind tools in OpenAI format. ``tool_choice``: 'auto', 'none', 'any'/'required', True, or a tool name;
+        ``parallel_tool_calls=False`` asks for at most one tool call per answer (passed to LiteLLM as given)."""
         formatted = [convert_to_openai_tool(tool, strict=strict) for tool in tools]
         choice = normalize_tool_choice(tool_choice, [tool["function"]["name"] for tool in formatted])
         if choice is not None:
             kwargs["tool_choice"] = choice
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
         return self.bind(tools=formatted, **kwargs)
 
     def with_structured_output(

@@ -1,4 +1,6 @@
-"""Fixtures for the LangChain tests: the FakeProvider, offline media for langchain_tests, and model factories.
+"""Fixtures for the LangChain tests: offline media for langchain_tests, cassettes, and a model factory.
+
+``fake_provider`` comes from llmkit's pytest plugin (the ``pytest11`` entry point).
 
 Every module here marks its tests ``allow_hosts(["127.0.0.1"])`` (pytest-socket), so a connection to any other host
 fails the test instead of leaving the machine.
@@ -6,25 +8,15 @@ fails the test instead of leaving the machine.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lc_support import API_KEY, MODELS, OfflineHttpx
 
-# LiteLLM fetches Anthropic beta-header tables from GitHub unless told not to
-# (litellm/anthropic_beta_headers_manager.py).
-os.environ["LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS"] = "True"
-
-from lc_support import API_KEY, MODELS, OfflineHttpx  # noqa: E402
-
-from llmkit.langchain import ChatLLMKit  # noqa: E402
-from llmkit.testing import FakeProvider, pytest_plugin  # noqa: E402
-
-# The plugin is not installed as an entry point in this checkout; its fixtures are registered here instead.
-fake_provider = pytest_plugin.fake_provider
-fake_provider_session = pytest_plugin.fake_provider_session
+from llmkit.langchain import ChatLLMKit
+from llmkit.testing import FakeProvider
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,4 +1,4 @@
-"""Constants and offline stand-ins shared by the LangChain tests (a plain module, so test files can import it)."""
+"""What the LangChain tests share: constants, a tool, a schema and offline stand-ins (a plain module to import)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import wave
 import zlib
 from typing import Any
 
+from langchain_core.tools import tool
+from pydantic import BaseModel
+
 API_KEY = "fake-key"
 MODELS = {
     "openai": "openai/gpt-4o-mini",
@@ -15,6 +18,19 @@ MODELS = {
     "gemini": "gemini/gemini-2.5-flash",
 }
 REASONING_MODELS = {**MODELS, "openai": "openai/o4-mini"}
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Current weather in a city."""
+    return f"Sunny in {city}."
+
+
+class Movie(BaseModel):
+    """A film."""
+
+    title: str
+    year: int
 
 
 def _png() -> bytes:

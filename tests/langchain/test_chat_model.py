@@ -18,8 +18,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.load import dumpd, load
 from langchain_core.messages import HumanMessage
 from langchain_core.rate_limiters import BaseRateLimiter
-from langchain_core.tools import tool
-from pydantic import BaseModel
+from lc_support import Movie, get_weather
 from typing_extensions import TypedDict
 
 from llmkit import Completion, ConfigError, LLMClient, Model, RetryPolicy, ToolCall, Usage
@@ -27,19 +26,6 @@ from llmkit.errors import BadRequestError
 from llmkit.langchain import ChatLLMKit
 
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
-
-
-@tool
-def get_weather(city: str) -> str:
-    """Current weather in a city."""
-    return f"Sunny in {city}."
-
-
-class Movie(BaseModel):
-    """A film."""
-
-    title: str
-    year: int
 
 
 class MovieDict(TypedDict):
@@ -74,7 +60,8 @@ def _without_ids(messages: list[Any]) -> list[Any]:
 
 def test_fields_and_call_options_become_llmkits_parameter_objects(client, transport) -> None:
     llm = ChatLLMKit(client=client, temperature=0.2, max_tokens=50, stop=["x"], timeout=5, logprobs=True)
-    llm.bind_tools([get_weather], tool_choice="any").invoke("hi", temperature=0.7, stop=["END"], seed=3)
+    bound = llm.bind_tools([get_weather], tool_choice="any", parallel_tool_calls=False)
+    bound.invoke("hi", temperature=0.7, stop=["END"], seed=3)
     (request,) = transport.calls
     assert request.sampling.model_dump(exclude_none=True) == {
         "temperature": 0.7,
@@ -84,14 +71,15 @@ def test_fields_and_call_options_become_llmkits_parameter_objects(client, transp
         "logprobs": True,
     }
     assert request.options.tool_choice == "required"
+    assert request.options.parallel_tool_calls is False
     assert request.options.timeout_s == 5
     assert [t["function"]["name"] for t in request.options.tools] == ["get_weather"]
     assert request.messages == [{"role": "user", "content": "hi"}]
 
 
 def test_an_unknown_call_option_is_refused_before_anything_is_sent(llm, transport) -> None:
-    with pytest.raises(ConfigError, match=r"unknown call option\(s\) \['parallel_tool_calls'\]"):
-        llm.invoke("hi", parallel_tool_calls=False)
+    with pytest.raises(ConfigError, match=r"unknown call option\(s\) \['presence_penalty'\]"):
+        llm.invoke("hi", presence_penalty=0.5)
     assert transport.calls == []
 
 
@@ -155,6 +143,15 @@ def test_a_per_call_model_picks_a_pool_member_or_gets_its_own_client(transport) 
     assert llm._target("openai/gpt-4.1-mini")[0] is same
 
 
+def test_parallel_tool_calls_is_a_call_option_and_part_of_llmkits_cache_key(transport, tmp_path) -> None:
+    client = LLMClient(Model("openai/gpt-4o-mini"), transport=transport, cache=tmp_path / "cache")
+    llm = ChatLLMKit(client=client).bind_tools([get_weather])
+    llm.invoke("hi")
+    again = llm.invoke("hi", parallel_tool_calls=False)
+    assert again.response_metadata["cache_hit"] is False
+    assert [r.options.parallel_tool_calls for r in transport.calls] == [None, False]
+
+
 # -- async is native -------------------------------------------------------------------------------------------
 
 
@@ -207,6 +204,19 @@ async def test_batch_uses_llmkits_engine_with_max_concurrency_as_max_in_flight(m
     llm.batch(["a", "b", "c"], config={"max_concurrency": 2})
     await llm.abatch(["a", "b"])
     assert [(s["prompts"], s["max_in_flight"]) for s in seen] == [(3, 2), (2, None)]
+
+
+@pytest.mark.parametrize("run_async", [False, True])
+async def test_a_per_call_model_in_a_batch_is_each_prompts_preferred_pool_member(monkeypatch, transport, run_async):
+    pool = LLMClient([Model("openai/a"), Model("openai/b", weight=1e-9)], transport=transport, seed=0)
+    monkeypatch.setattr(pool, "complete", lambda *a, **k: pytest.fail("batch went through invoke"))
+    monkeypatch.setattr(pool, "acomplete", lambda *a, **k: pytest.fail("abatch went through ainvoke"))
+    llm = ChatLLMKit(client=pool).bind(model="openai/b")
+    outputs = await llm.abatch(["x", "y"]) if run_async else llm.batch(["x", "y"])
+    assert [m.content for m in outputs] == ["echo: x", "echo: y"]
+    assert [r.model.name for r in transport.calls] == ["openai/b", "openai/b"]
+    with pytest.raises(ConfigError, match="not in the client's pool"):
+        ChatLLMKit(client=pool).batch(["x"], model="openai/c")
 
 
 @pytest.mark.parametrize("run_async", [False, True])

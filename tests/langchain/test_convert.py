@@ -258,12 +258,20 @@ def test_streamed_chunks_add_up_to_the_invoked_message() -> None:
         assert getattr(total, field) == getattr(invoked, field), field
 
 
-def test_a_replayed_cache_hit_delivers_its_tool_calls_on_the_last_chunk() -> None:
-    """LLMClient.astream replays a cached answer's text and thinking as deltas, but not its tool calls."""
+def test_a_replayed_cache_hit_adds_up_to_the_invoked_message_without_repeating_tool_calls() -> None:
+    """LLMClient.astream replays a cached answer as thinking, text and whole tool-call deltas, then the answer."""
     converter = StreamConverter()
     final = COMPLETION.model_copy(update={"tool_calls": COMPLETION.tool_calls[:1], "cache_hit": True})
-    chunks = [converter.chunk(StreamDelta(thinking=final.thinking)), converter.chunk(StreamDelta(text=final.text))]
-    total = _sum([*chunks, converter.last(final)])
+    (call,) = final.tool_calls
+    deltas = [
+        StreamDelta(thinking=final.thinking),
+        StreamDelta(text=final.text),
+        StreamDelta(tool_call=ToolCallChunk(index=0, id=call.id, name=call.name, arguments=call.raw_arguments)),
+    ]
+    chunks = [converter.chunk(d) for d in deltas]
+    last = converter.last(final)
+    total = _sum([*chunks, last])
+    assert last.tool_call_chunks == []
     assert total.tool_calls == to_ai_message(final).tool_calls
     assert total.content == "Paris."
 

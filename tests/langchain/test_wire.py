@@ -12,9 +12,7 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.load import dumpd
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
-from langchain_core.tools import tool
-from lc_support import API_KEY, MODELS, REASONING_MODELS
-from pydantic import BaseModel
+from lc_support import API_KEY, MODELS, REASONING_MODELS, Movie, get_weather
 
 from llmkit import LLMClient, Model, RetryPolicy
 from llmkit.errors import AuthenticationError, BadRequestError, ProviderError
@@ -23,19 +21,6 @@ from llmkit.langchain import ChatLLMKit
 pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
 
 PROVIDERS = ["openai", "anthropic", "gemini"]
-
-
-@tool
-def get_weather(city: str) -> str:
-    """Current weather in a city."""
-    return f"Sunny in {city}."
-
-
-class Movie(BaseModel):
-    """A film."""
-
-    title: str
-    year: int
 
 
 def _streamed(llm: Any, prompt: Any) -> tuple[AIMessageChunk, list[AIMessageChunk]]:
@@ -63,6 +48,15 @@ def test_thinking_and_tools_survive_a_multi_turn_conversation(chat, fake_provide
         unsigned = first.model_copy(update={"additional_kwargs": {}})
         with pytest.raises(BadRequestError, match="Expected `thinking`"):
             llm.invoke([question, unsigned, get_weather.invoke(first.tool_calls[0])])
+
+
+def test_a_claude_history_continues_on_another_provider_without_its_thinking_blocks(chat, fake_provider) -> None:
+    question = HumanMessage("What is the weather in 'Paris'?")
+    first = chat("anthropic", reasoning_effort="low").bind_tools([get_weather]).invoke([question])
+    assert first.additional_kwargs["thinking_blocks"]
+    history = [question, first, get_weather.invoke(first.tool_calls[0])]
+    assert chat("openai").bind_tools([get_weather]).invoke(history).content == "Tool result: Sunny in Paris."
+    assert all("thinking_blocks" not in message for message in fake_provider.requests[-1].body["messages"])
 
 
 def test_v1_content_blocks_history_also_keeps_the_thinking_blocks(chat) -> None:
@@ -119,6 +113,20 @@ def test_native_json_schema_output(chat, fake_provider, provider) -> None:
         "gemini": lambda: body["generationConfig"]["response_mime_type"],
     }[provider]()
     assert sent in ("json_schema", "application/json")
+
+
+@pytest.mark.parametrize(
+    ("provider", "sent"),
+    [
+        ("openai", lambda body: body["parallel_tool_calls"]),
+        ("anthropic", lambda body: not body["tool_choice"]["disable_parallel_tool_use"]),
+    ],
+)
+def test_parallel_tool_calls_reaches_the_wire(chat, fake_provider, provider, sent) -> None:
+    """Gemini has no such switch (LiteLLM drops it), so only OpenAI's and Anthropic's wire formats carry it."""
+    llm = chat(provider).bind_tools([get_weather], parallel_tool_calls=False)
+    assert llm.invoke("What is the weather in 'Paris'?").tool_calls[0]["args"] == {"city": "Paris"}
+    assert sent(fake_provider.requests[-1].body) is False
 
 
 @pytest.mark.parametrize("provider", ["openai", "gemini"])
