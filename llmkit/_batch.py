@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._params import Prompt, RequestOptions, SamplingParams, merge
@@ -92,7 +92,7 @@ async def as_completed(
     show_progress: bool = False,
     on_result: OnResult | None = None,
     max_in_flight: int | None = None,
-) -> AsyncIterator[tuple[int, Completion]]:
+) -> AsyncGenerator[tuple[int, Completion], None]:
     """``(index, completion)`` pairs as prompts finish, at most ``max_in_flight`` requests at once.
 
     Memory stays flat for any number of prompts: the iterable is pulled only as requests finish.

@@ -189,7 +189,7 @@ class AnthropicWire:
         def event(name: str, data: dict[str, Any]) -> str:
             return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
 
-        start = {"id": f"msg_{meta.rid}", "type": "message", "role": "assistant", "model": prompt.model,
+        start: dict[str, Any] = {"id": f"msg_{meta.rid}", "type": "message", "role": "assistant", "model": prompt.model,
                  "content": [], "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
         frames = [event("message_start", {"message": start})]
         for index, block in enumerate(self._content(reply)):

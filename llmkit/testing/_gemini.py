@@ -207,7 +207,7 @@ class GeminiWire:
                 pieces += [({**part, "text": "".join(words[i:i + 3])}, words[i:i + 3]) for i in range(0, len(words), 3)]
             else:
                 pieces.append((part, []))
-        events = []
+        events: list[dict[str, Any]] = []
         for i, (part, words) in enumerate(pieces):
             last = i == len(pieces) - 1
             candidate = self._candidate([part], _FINISH[reply.finish] if last else None)
