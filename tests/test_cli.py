@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llmkit import cli
+from llmkit import _cli_run
 from llmkit.cli import main
 from llmkit.testing import FakeProvider
 
@@ -212,7 +213,7 @@ def test_failed_prompts_keep_their_error_and_exit_1(
 def test_results_written_before_an_interrupt_are_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    record = cli._record
+    record = _cli_run._record
     calls = []
 
     def interrupt_on_the_fifth(line_id: object, *rest: object) -> dict:
@@ -221,7 +222,7 @@ def test_results_written_before_an_interrupt_are_kept(
             raise KeyboardInterrupt
         return record(line_id, *rest)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli, "_record", interrupt_on_the_fifth)
+    monkeypatch.setattr(_cli_run, "_record", interrupt_on_the_fifth)
     path = prompts(tmp_path, *[f"prompt {i}" for i in range(10)])
     code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--offline")
     assert code == 130
@@ -244,7 +245,7 @@ def test_error_messages_in_results_mask_configured_secrets() -> None:
     from llmkit import Completion, ProviderError
 
     failed = Completion(finish_reason="error", error=ProviderError(f"cannot reach https://h/?t={MARKER}", status=None))
-    record = cli._record("x", failed, (MARKER,))
+    record = _cli_run._record("x", failed, (MARKER,))
     assert MARKER not in json.dumps(record) and record["error"]["message"] == "cannot reach https://h/?t=***"
 
 
@@ -276,13 +277,21 @@ def test_limit_options_reach_the_client(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen = {}
-    client_class = cli.LLMClient
+    client_class = _cli_run.LLMClient
 
     def spy(*args: object, **kwargs: object) -> object:
         seen.update(kwargs)
-        return client_class(*args, **kwargs)  # type: ignore[arg-type]
+        client = client_class(*args, **kwargs)  # type: ignore[arg-type]
+        as_completed = client.as_completed
 
-    monkeypatch.setattr(cli, "LLMClient", spy)
+        def recording(*a: object, **kw: object) -> object:
+            seen["max_in_flight"] = kw.get("max_in_flight")
+            return as_completed(*a, **kw)  # type: ignore[arg-type]
+
+        client.as_completed = recording  # type: ignore[method-assign]
+        return client
+
+    monkeypatch.setattr(_cli_run, "LLMClient", spy)
     path = prompts(tmp_path, "hi")
     code, _, _ = run(
         capsys,
@@ -302,8 +311,83 @@ def test_limit_options_reach_the_client(
         "2",
     )
     assert code == 0
-    assert seen["limits"] == cli.RateLimits(requests_per_minute=600, tokens_per_minute=9000, max_concurrency=3)
-    assert seen["retry"] == cli.RetryPolicy(max_attempts=4)
+    assert seen["limits"] == _cli_run.RateLimits(requests_per_minute=600, tokens_per_minute=9000, max_concurrency=3)
+    assert seen["retry"] == _cli_run.RetryPolicy(max_attempts=4)
+    assert seen["max_in_flight"] == 2
+
+
+# -- run --local: a real model on this machine -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def llama_cpp_installed() -> None:
+    """As tests/local/conftest.py: skip only when llama_cpp does not import and LLMKIT_REQUIRE_LOCAL is unset."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as exc:
+        if os.environ.get("LLMKIT_REQUIRE_LOCAL"):
+            pytest.fail(f"LLMKIT_REQUIRE_LOCAL is set but llama_cpp does not import: {exc!r}", pytrace=False)
+        pytest.skip(f"llama_cpp does not import ({exc}); pip install -e '.[local]'")
+
+
+def test_local_without_the_extra_is_one_line_with_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+
+    def without_llama_cpp(name: str, *args: object) -> object:
+        return None if name.split(".")[0] == "llama_cpp" else find_spec(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_llama_cpp)
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # and `import llama_cpp` fails too
+    path = prompts(tmp_path, "hi")
+    code, out, err = run(capsys, str(path), "-o", "out.jsonl", "--local")
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("llmkit: error:")]
+    assert len(errors) == 1 and errors == err.splitlines()[-1:], err
+    assert "pip install 'llmkit[local]'" in errors[0] and "Traceback" not in err
+    assert out == "" and not (tmp_path / "out.jsonl").exists()  # nothing was run
+
+
+def test_local_answers_have_their_own_cache_namespace(tmp_path: Path) -> None:
+    from llmkit._settings import CacheConfig, LLMKitSettings
+
+    def namespace(section: CacheConfig | None, **backend: bool) -> str | None:
+        args = argparse.Namespace(
+            no_cache=False, cache_dir=str(tmp_path / "cache"), **{"offline": False, "local": False, **backend}
+        )
+        cache = _cli_run._cache(args, LLMKitSettings(), section)
+        assert cache is not None
+        cache.close()
+        return cache.namespace
+
+    assert namespace(None) is None
+    assert namespace(None, local=True) == "local"
+    assert namespace(None, offline=True) == "offline"
+    assert namespace(CacheConfig(namespace="team"), local=True) == "team:local"
+
+
+@pytest.mark.local
+def test_local_run_answers_from_a_real_model(
+    tmp_path: Path, llama_cpp_installed: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    short = {"max_tokens": 16, "temperature": 0}
+    path = prompts(
+        tmp_path,
+        {"id": "a", "prompt": "Say hello.", "sampling": short},
+        {"id": "b", "prompt": "Name a color.", "sampling": short},
+        {"id": "c", "messages": [{"role": "user", "content": "What is 2 + 2?"}], "sampling": short},
+    )
+    code, out, err = run(capsys, str(path), "-o", str(tmp_path / "out.jsonl"), "--local")
+    assert code == 0, err
+    lines = results(tmp_path / "out.jsonl")
+    assert len(lines) == 3 and sorted(r["id"] for r in lines) == ["a", "b", "c"]
+    assert all(r["error"] is None and r["text"] and r["text"].strip() for r in lines), lines
+    assert len({r["model"] for r in lines}) == 1 and lines[0]["model"].startswith("openai/")
+    assert "answers every prompt; nothing leaves this machine" in err and "(namespace local)" in err
+    assert "3 done, 0 failed, 0 bad lines skipped, 3 requests sent (" in err and out == ""
 
 
 # -- usage and config errors: exit code 2, one line -------------------------------------------------------------------
@@ -331,6 +415,11 @@ def test_limit_options_reach_the_client(
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["cache", "clear", "--older-than", "7x"], "'7x' is not a duration; write e.g. 90s, 30m, 12h, 7d or 2w"),
         (["config", "validate"], "no config file found"),
+        (
+            ["run", "prompts.jsonl", "-o", "o.jsonl", "--local", "--offline"],
+            "--offline: not allowed with argument --local",
+        ),
+        (["run", "prompts.jsonl", "-o", "o.jsonl", "--local", "--model", "openai/gpt-4o-mini"], "drop --model"),
     ],
 )
 def test_usage_errors_exit_2_with_one_clear_line(

@@ -299,3 +299,11 @@ async def test_stream_429_is_retried_with_retry_after(fake_provider, provider, f
     items = [i async for i in llm.astream("stream after 429")]
     assert items[-1].text == "Echo: stream after 429" and items[-1].attempts == 2
     assert sum(fake_sleep.waits) >= 1.5 and llm.status.rate_limited == 1
+
+
+async def test_streamed_logprobs_reach_the_final_completion(fake_provider) -> None:
+    sampling = SamplingParams(logprobs=True, top_logprobs=2)
+    llm = client(fake_provider, "openai")
+    streamed = [i async for i in llm.astream("three little words", sampling=sampling)][-1]
+    plain = await client(fake_provider, "openai").acomplete("three little words", sampling=sampling)
+    assert streamed.logprobs is not None and streamed.logprobs == plain.logprobs

@@ -30,8 +30,10 @@ def test_readme_python_examples_run() -> None:
 def test_readme_test_command_is_what_ci_runs() -> None:
     ci = (README.parent / ".ci" / "run").read_text()
     readme = README.read_text()
-    assert 'pip install -e ".[test]"' in readme and "python -m pytest" in readme
-    assert 'pip install --quiet -e ".[test]"' in ci and "\npython -m pytest" in ci
+    assert 'pip install -e ".[test,local]" && python -m pytest' in readme
+    assert 'pip install --quiet -e ".[test,local]"' in ci and "\npython -m pytest" in ci
+    cmake = re.search(r'CMAKE_ARGS="([^"]+)"', ci)
+    assert cmake is not None and cmake.group(1) in readme
 
 
 def test_readme_error_tree_matches_the_module() -> None:

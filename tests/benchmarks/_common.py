@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 MODEL = "openai/gpt-4o-mini"
@@ -41,6 +42,7 @@ __all__ = [
     "median",
     "profile_report",
     "progress",
+    "quiet_litellm",
     "rss_bytes",
     "section",
     "timed",
@@ -180,6 +182,16 @@ def timed() -> Iterator[Timing]:
         result.cpu_s = time.process_time() - cpu
 
 
+def quiet_litellm() -> Any:
+    """Import litellm with its "Give Feedback / Get Help" banner off: LiteLLM prints it to stdout on every failed
+    call, which would bury the tables. Set here, in the benchmark process only: llmkit never sets litellm globals,
+    so llmkit users do see that banner once per failed attempt."""
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
@@ -229,8 +241,8 @@ def _where(key: tuple[str, int, str]) -> str:
 
 def profile_report(profiler: Any, calls: int, top: int = 15, own: str = "/llmkit/", skip: Sequence[str] = ()) -> str:
     """Where llmkit's own time goes, per call: its functions by self time, and the outside functions it calls
-    directly (pydantic, json, tenacity...) by the time spent in them. ``skip`` drops callees (e.g. the provider call
-    itself, which the raw baseline pays too) by a substring of their file:line name."""
+    directly (pydantic, json, tenacity...) by the time spent in them. ``skip`` drops callees by function name (e.g.
+    ``acompletion``, the provider call itself, which the raw baseline pays too)."""
     import pstats
 
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
@@ -239,7 +251,7 @@ def profile_report(profiler: Any, calls: int, top: int = 15, own: str = "/llmkit
     )
     edges: dict[tuple[Any, Any], float] = {}
     for callee, (_, _, _, _, callers) in stats.items():
-        if own in callee[0] or any(s in _where(callee) for s in skip):
+        if own in callee[0] or callee[2] in skip:
             continue
         for caller, (_, _, _, ct) in callers.items():
             if own in caller[0]:
@@ -291,8 +303,23 @@ def environment() -> str:
             pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"Python {platform.python_version()}, {os.cpu_count()} cores, load {load:.1f} at start; " + ", ".join(versions)
+        f"Python {platform.python_version()}, {os.cpu_count()} cores, load {load:.1f} at start; "
+        + ", ".join(versions)
+        + f"; llmkit tree {_revision()}"
     )
+
+
+def _revision() -> str:
+    """The commit measured, and whether llmkit/ had uncommitted changes (read-only git commands)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "llmkit"], cwd=root, capture_output=True, text=True
+        ).stdout
+    except OSError:
+        return "unknown"
+    return head.strip() + (" + uncommitted changes in llmkit/" if dirty.strip() else "")
 
 
 def section(title: str) -> None:

@@ -6,6 +6,7 @@ Greedy decoding (temperature 0) makes answers repeatable, but what the model say
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ def split_stream(items: list[StreamDelta | Completion]) -> tuple[list[StreamDelt
 
 
 def test_completion_shape(client: LLMClient, local_model: Model) -> None:
-    completion = client.complete("Say hello in one short sentence.")
+    completion = client.complete("Say hello in one short sentence.", sampling=SamplingParams(max_tokens=200))
     assert completion.ok and completion.error is None
     assert isinstance(completion.text, str) and completion.text.strip()
     assert completion.finish_reason == "stop"
@@ -113,11 +114,19 @@ def test_real_logprobs(client: LLMClient) -> None:
         assert token.logprob == pytest.approx(top[0], abs=1e-5)
 
 
+# A known gap of the stream path, kept visible: a strict xfail fails once it is fixed.
+STREAM_USAGE_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="llama-cpp-python 0.3.36 sends no usage in a stream even with stream_options.include_usage; LiteLLM "
+    "then invents one with its own tokenizer, so streamed token counts are estimates, not the server's",
+)
+
+
 def test_logprobs_stream_equal_the_non_streamed_ones(client: LLMClient) -> None:
     sampling = SamplingParams(logprobs=True, top_logprobs=2, max_tokens=12)
     plain = client.complete("Count to five.", sampling=sampling)
     _, streamed = split_stream(list(client.stream("Count to five.", sampling=sampling)))
-    assert streamed.logprobs is not None and plain.logprobs is not None
+    assert plain.logprobs is not None and streamed.logprobs is not None
     assert [t.token for t in streamed.logprobs] == [t.token for t in plain.logprobs]
 
 
@@ -131,8 +140,18 @@ def test_streaming_equals_non_streaming_at_temperature_0(client: LLMClient) -> N
     assert len(deltas) > 1, "a real server streams token by token"
     assert "".join(d.text or "" for d in deltas) == final.text == plain.text
     assert final.finish_reason == plain.finish_reason
-    assert final.usage.output_tokens == plain.usage.output_tokens > 0
-    assert final.usage.input_tokens == plain.usage.input_tokens > 0
+    assert final.usage.output_tokens > 0 and final.usage.input_tokens > 0
+
+
+@STREAM_USAGE_GAP
+def test_streamed_usage_is_the_servers(client: LLMClient) -> None:
+    prompt = "Give two tips for sleeping well."
+    plain = client.complete(prompt)
+    _, final = split_stream(list(client.stream(prompt)))
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (
+        plain.usage.input_tokens,
+        plain.usage.output_tokens,
+    )
 
 
 async def test_async_twins(client: LLMClient) -> None:
@@ -144,15 +163,15 @@ async def test_async_twins(client: LLMClient) -> None:
 
 
 def test_stream_with_length_limit(client: LLMClient) -> None:
-    _, final = split_stream(list(client.stream("Tell me about the sea.", sampling=SamplingParams(max_tokens=4))))
-    assert final.finish_reason == "length" and final.usage.output_tokens == 4
+    deltas, final = split_stream(list(client.stream("Tell me about the sea.", sampling=SamplingParams(max_tokens=4))))
+    assert final.finish_reason == "length"
+    assert 1 < len(deltas) <= 4  # about one token per chunk
 
 
 def test_concurrent_streams_are_not_cut_short(client: LLMClient) -> None:
     # llama.cpp's server ends a running stream early when a new request arrives unless interrupt_requests is off.
     prompt = "List the days of the week."
     expected = client.complete(prompt).text
-    import concurrent.futures
 
     def run() -> str | None:
         return split_stream(list(client.stream(prompt)))[1].text
@@ -167,7 +186,9 @@ def test_concurrent_streams_are_not_cut_short(client: LLMClient) -> None:
 
 def test_forced_tool_call_parses_to_a_dict(client: LLMClient) -> None:
     options = RequestOptions(tools=[WEATHER_TOOL], tool_choice="get_weather")
-    completion = client.complete("What is the weather in Paris?", options=options, sampling=SamplingParams(max_tokens=64))
+    completion = client.complete(
+        "What is the weather in Paris?", options=options, sampling=SamplingParams(max_tokens=64)
+    )
     assert completion.finish_reason == "tool_calls"
     [call] = completion.tool_calls
     assert call.name == "get_weather"
@@ -176,6 +197,8 @@ def test_forced_tool_call_parses_to_a_dict(client: LLMClient) -> None:
 
 
 def test_forced_tool_call_streamed(client: LLMClient) -> None:
+    # By name only: llama-cpp-python 0.3.36's chatml-function-calling format asserts tool_choice is "auto" unless it
+    # names a tool, so "required" gets a 500 (llama_cpp/llama_chat_format.py, chatml_function_calling_handler).
     options = RequestOptions(tools=[WEATHER_TOOL], tool_choice="get_weather")
     sampling = SamplingParams(max_tokens=64)
     plain = client.complete("Weather in Rome?", options=options, sampling=sampling)
@@ -206,7 +229,7 @@ def test_batch_of_50_rate_limited_then_all_cache_hits(local_model: Model, tmp_pa
         assert all(c.text and c.usage.output_tokens > 0 and not c.cache_hit for c in results)
         assert first.status.requests_sent == 50 and first.status.succeeded == 50
         assert first.status.waited_s["requests"] > 0
-        assert elapsed >= 14.0
+        assert elapsed >= 14.0  # a lower bound the limiter guarantees, so it cannot flake on a slow machine
     with LLMClient(local_model, sampling=sampling, limits=limits, cache=tmp_path / "cache") as again:
         rerun = again.batch(PROMPTS)
         assert all(c.cache_hit for c in rerun)

@@ -13,10 +13,12 @@ import textwrap
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import psutil
 import pytest
 
+from llmkit import SamplingParams
 from llmkit.errors import ConfigError
 from llmkit.local import LocalModelServer, find_gguf
 
@@ -47,10 +49,12 @@ def models_endpoint(server: LocalModelServer) -> dict:
         return json.load(response)
 
 
-def start_in_subprocess(body: str) -> tuple[subprocess.Popen[str], int]:
+def start_in_subprocess(body: str, tmp_dir: Path) -> tuple[subprocess.Popen[str], int]:
     """Run a script that starts a server and prints its pid; return the script's process and the server's pid."""
     script = "import sys\nfrom llmkit.local import LocalModelServer, local_model\n" + textwrap.dedent(body)
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    tmp_dir.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_dir)}  # where the server's startup log goes
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
     line = parent.stdout.readline() if parent.stdout else ""
     assert line.strip().isdigit(), f"the script printed {line!r} instead of a pid (exit code {parent.poll()})"
     return parent, int(line)
@@ -101,15 +105,29 @@ def test_with_block_serves_on_loopback_then_stops(llama_cpp_installed: None, mon
         pid = server.pid
         assert pid is not None and server.running
         assert [m["id"] for m in models_endpoint(server)["data"]] == [server.alias]
-        listening = [c.laddr for c in psutil.Process(pid).net_connections("inet") if c.status == psutil.CONN_LISTEN]
+        process = psutil.Process(pid)
+        connections = getattr(process, "net_connections", process.connections)("inet")  # psutil < 6: connections
+        listening = [c.laddr for c in connections if c.status == psutil.CONN_LISTEN]
         assert [(addr.ip, addr.port) for addr in listening] == [("127.0.0.1", server.port)]
         model = server.model()
         assert model.name == f"openai/{server.alias}"
         assert model.api_base == f"{server.url}/v1"
         assert model.supports == frozenset({"logprobs", "tools"})
+        assert model.sampling == SamplingParams(max_tokens=512)
     assert wait_gone(pid)
     assert not server.running
     server.stop()  # twice is fine
+
+
+def test_a_server_that_cannot_start_is_a_config_error_with_its_output(
+    llama_cpp_installed: None, tmp_path: Path
+) -> None:
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"not a gguf file")
+    server = LocalModelServer(bad)
+    with pytest.raises(ConfigError, match=r"did not start on http://127\.0\.0\.1:\d+; its last output:\n.*\S"):
+        server.start()
+    assert not server.running and server.pid is None
 
 
 def test_server_started_from_a_thread_outlives_that_thread(llama_cpp_installed: None) -> None:
@@ -126,22 +144,26 @@ def test_server_started_from_a_thread_outlives_that_thread(llama_cpp_installed: 
         server.stop()
 
 
-def test_interpreter_exit_stops_the_shared_server(llama_cpp_installed: None) -> None:
+def test_interpreter_exit_stops_the_shared_server(llama_cpp_installed: None, tmp_path: Path) -> None:
     parent, pid = start_in_subprocess(
         """
         import llmkit.local
         local_model()
         print(llmkit.local._shared.pid, flush=True)
-        """
+        """,
+        tmp_path / "tmp",
     )
     assert parent.wait(timeout=60) == 0
     assert wait_gone(pid), "atexit did not stop the server"
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 @pytest.mark.parametrize("where", ["main thread", "worker thread"])
-def test_kill_9_of_the_parent_takes_the_server_down(llama_cpp_installed: None, where: str) -> None:
+def test_kill_9_of_the_parent_takes_the_server_down(llama_cpp_installed: None, where: str, tmp_path: Path) -> None:
     # From the main thread the kernel's PR_SET_PDEATHSIG acts; from a worker only the child's parent-pid watch does.
-    start = "server.start()" if where == "main thread" else "import threading; t = threading.Thread(target=server.start); t.start(); t.join()"
+    start = "server.start()"
+    if where == "worker thread":
+        start = "import threading; t = threading.Thread(target=server.start); t.start(); t.join()"
     parent, pid = start_in_subprocess(
         f"""
         import time
@@ -149,13 +171,15 @@ def test_kill_9_of_the_parent_takes_the_server_down(llama_cpp_installed: None, w
         {start}
         print(server.pid, flush=True)
         time.sleep(600)
-        """
+        """,
+        tmp_path / "tmp",
     )
     try:
         assert not gone(pid)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(timeout=10)
         assert wait_gone(pid), f"the server (pid {pid}) outlived its parent"
+        assert list((tmp_path / "tmp").iterdir()) == [], "the startup log outlived the server"
     finally:
         if not gone(pid):
             os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,460 @@
+"""``llmkit run``: read and check a JSONL file of prompts, send it through a backend, write results and a summary.
+
+The CLI's run command, kept apart from ``cli`` (argument parsing, dispatch, error handling and the small commands),
+which imports it. It never calls ``print``: notes and the summary table go to stderr through ``note`` and ``write``,
+which take the stream; results go to the output file. Backends: the providers themselves,
+``--offline`` (the bundled fake provider) and ``--local`` (a real model on this machine, ``llmkit.local``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from . import Completion, ConfigError, LLMClient, Model, Prompt, RateLimits, ResponseCache, RetryPolicy, SamplingParams
+from ._settings import CacheConfig, LLMKitSettings, PoolConfig, did_you_mean, find_config, load_config, searched_places
+from .errors import redact
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "UsageError",
+    "cmd_run",
+    "note",
+    "setup",
+    "table",
+    "write",
+]
+
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# With no config and no --model, --offline serves this pool: one model per wire format, weighted 3:1.
+OFFLINE_POOL = PoolConfig(models=[Model("openai/gpt-4o-mini", weight=3), Model("anthropic/claude-haiku-4-5", weight=1)])
+OFFLINE_KEY = "llmkit-offline"  # any key but 'invalid-key' is accepted by the fake provider
+# With no config and no --model, --local starts from this pool; _backend swaps its model for the running server's.
+LOCAL_POOL = PoolConfig(models=[Model("openai/smollm2")])
+LINE_KEYS = ("id", "prompt", "messages", "sampling")
+# An output line: the input's id, then these fields of the Completion, then logprobs when there are any.
+_RESULT_FIELDS = (
+    "text",
+    "thinking",
+    "finish_reason",
+    "usage",
+    "cost_usd",
+    "model",
+    "cache_hit",
+    "latency_s",
+    "attempts",
+    "error",
+)
+_MAX_BAD_LINES_SHOWN = 20
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called (exit code 2)."""
+
+
+def write(text: str, stream: IO[str] | None = None) -> None:
+    """``text`` and a newline on ``stream`` (default: whatever ``sys.stderr`` is now; tests swap it), flushed."""
+    stream = sys.stderr if stream is None else stream
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def note(message: str, stream: IO[str] | None = None) -> None:
+    """One ``llmkit: ...`` line, on stderr unless told otherwise."""
+    write(f"llmkit: {message}", stream)
+
+
+# -- where models come from -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Setup:
+    pool: PoolConfig
+    source: str
+    secrets: tuple[str, ...] = ()
+
+
+def setup(args: argparse.Namespace) -> _Setup:
+    """The pool to use: the config file's (narrowed by --model), or --model alone, or the offline or local default.
+
+    With --local the pool's models are replaced by the local one (``_backend``); its sampling, limits and cache stay.
+    """
+    offline = getattr(args, "offline", False)
+    local = getattr(args, "local", False)
+    found = find_config(args.config, args.settings)
+    if found is None and args.pool != "default":
+        raise ConfigError(f"--pool {args.pool} needs a config file, and none was found (looked at {searched_places()})")
+    if found is None and args.model:
+        return _Setup(PoolConfig(models=[Model(name) for name in args.model]), f"--model {' '.join(args.model)}")
+    if found is None and offline:
+        return _Setup(OFFLINE_POOL, "no config file: offline default pool " + _weights(OFFLINE_POOL))
+    if found is None and local:
+        return _Setup(LOCAL_POOL, "no config file: the local model")
+    if found is None:
+        raise ConfigError(
+            f"no config file found (looked at {searched_places()}); pass --model openai/gpt-4o-mini, write llmkit.yaml "
+            "(see examples/llmkit.yaml), or try --offline"
+        )
+    # Neither the fake nor the local model needs a key: a missing one is fine.
+    config = load_config(found[0], require_keys=not (offline or local))
+    pool = config.pool(args.pool)
+    source = f"config {found[0]} ({found[1]}), pool {args.pool!r}"
+    if args.model:
+        # A name of the pool keeps that deployment (api_base, key, weight); any other is a plain LiteLLM model string.
+        known = {m.name for m in pool.models}
+        chosen = [m for m in pool.models if m.name in args.model] + [Model(n) for n in args.model if n not in known]
+        pool = pool.model_copy(update={"models": chosen})
+        source += f", --model {' '.join(args.model)}"
+    return _Setup(pool, source, config.secrets)
+
+
+def _weights(pool: PoolConfig) -> str:
+    return ", ".join(f"{m.name} (weight {m.weight:g})" for m in pool.models)
+
+
+def _offline_model(model: Model, api_base: Any) -> Model:
+    """The same deployment, served by the fake provider in the wire format its provider speaks."""
+    wire = {"anthropic": "anthropic", "gemini": "gemini"}.get(model.provider, "openai")
+    name = model.name if model.provider in ("openai", "anthropic", "gemini") else f"openai/{model.name.split('/')[-1]}"
+    data = model.model_dump(exclude_unset=True)
+    return Model(**{**data, "name": name, "api_base": api_base(wire), "api_key": OFFLINE_KEY})
+
+
+@contextlib.contextmanager
+def _backend(args: argparse.Namespace, models: list[Model]) -> Iterator[tuple[list[Model], Any]]:
+    """Where requests go: the providers themselves, (--offline) the bundled fake provider on 127.0.0.1, or (--local)
+    a llama.cpp server on 127.0.0.1 with a real model (``llmkit.local``), stopped when the run ends.
+
+    Yields the models rerouted, and the fake provider, whose ``count`` says how many requests it answered (None for
+    the other backends). A missing ``local`` extra is a ``ConfigError`` that names the install command.
+    """
+    if args.local:
+        from .local import LocalModelServer
+
+        server = LocalModelServer()
+        try:  # stop() also covers a Ctrl-C while it starts; stopping a server that never started is a no-op
+            note("local: starting the local model server (llama.cpp) on 127.0.0.1")
+            server.start()
+            model = server.model()
+            note(f"local: {model.name} at {server.url} answers every prompt; nothing leaves this machine")
+            yield [model], None
+        finally:
+            server.stop()
+        return
+    if not args.offline:
+        yield models, None
+        return
+    from .testing import FakeProvider
+
+    with FakeProvider(latency_s=args.offline_latency_s) as fake:
+        if args.fault_rate:
+            fake.set_faults(error_rate=args.fault_rate, seed=0)
+        if args.offline_rpm:
+            fake.rate_limit(requests_per_minute=args.offline_rpm)
+        rerouted = [_offline_model(m, fake.api_base) for m in models]
+        renamed = [f"{a.name} as {b.name}" for a, b in zip(models, rerouted, strict=True) if a.name != b.name]
+        note(f"offline: fake provider at {fake.url}; nothing leaves this machine")
+        if renamed:
+            note(f"offline: the fake speaks the OpenAI, Anthropic and Gemini formats; serving {', '.join(renamed)}")
+        yield rerouted, fake
+
+
+def _cache(args: argparse.Namespace, settings: LLMKitSettings, section: CacheConfig | None) -> ResponseCache | None:
+    """``run`` caches by default, so rerunning a command resumes where it stopped."""
+    if args.no_cache or (section is not None and not section.enabled):
+        return None
+    path = args.cache_dir or (section.path if section else None) or settings.cache_dir
+    namespace = section.namespace if section else None
+    # Fake and local answers must never be served for the real model of the same name.
+    backend = "offline" if args.offline else "local" if args.local else None
+    if backend:
+        namespace = f"{namespace}:{backend}" if namespace else backend
+    return ResponseCache(path, ttl=section.ttl_s if section else None, namespace=namespace)
+
+
+# -- llmkit run -------------------------------------------------------------------------------------------------------
+
+
+class _BadLine(Exception):
+    pass
+
+
+def _parse_line(text: str, number: int) -> tuple[str | int, Prompt]:
+    """One input line as (id, Prompt); ``_BadLine`` says what is wrong with it."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _BadLine(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if isinstance(data, str):
+        data = {"prompt": data}
+    if not isinstance(data, dict):
+        raise _BadLine(f"expected a JSON string or object, got {type(data).__name__}")
+    unknown = [k for k in data if k not in LINE_KEYS]
+    if unknown:
+        hint = did_you_mean(unknown[0], list(LINE_KEYS))
+        raise _BadLine(f"unknown key {unknown[0]!r}{hint}; allowed: {', '.join(LINE_KEYS)}")
+    line_id = data.get("id", number)
+    if isinstance(line_id, bool) or not isinstance(line_id, (str, int)):
+        raise _BadLine(f"id must be a string or an integer, got {json.dumps(line_id)}")
+    if ("prompt" in data) == ("messages" in data):
+        raise _BadLine("give exactly one of 'prompt' (a string) or 'messages' (a list of {role, content})")
+    messages: Any = data.get("prompt", data.get("messages"))
+    if "prompt" in data and (not isinstance(messages, str) or not messages.strip()):
+        raise _BadLine("'prompt' must be a non-empty string")
+    if "messages" in data and (
+        not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m for m in messages)
+    ):
+        raise _BadLine("'messages' must be a non-empty list of objects with 'role' and 'content'")
+    sampling = data.get("sampling")
+    if sampling is not None and not isinstance(sampling, dict):
+        raise _BadLine(f"'sampling' must be an object, got {type(sampling).__name__}")
+    try:
+        return line_id, Prompt(messages=messages, sampling=SamplingParams(**sampling) if sampling else None)
+    except ConfigError as exc:
+        raise _BadLine(str(exc)) from None
+
+
+@dataclass
+class _Input:
+    """A prompts file read twice: once to check every line before anything is sent, then lazily to run it."""
+
+    path: Path
+    bad: dict[int, str] = field(default_factory=dict)
+    good: int = 0
+    ids: list[str | int] = field(default_factory=list)
+
+    def scan(self) -> None:
+        first_line_of: dict[str | int, int] = {}
+        for number, text in self._lines():
+            try:
+                line_id, _ = _parse_line(text, number)
+            except _BadLine as exc:
+                self.bad[number] = str(exc)
+                continue
+            if line_id in first_line_of:
+                self.bad[number] = f"duplicate id {json.dumps(line_id)} (first on line {first_line_of[line_id]})"
+                continue
+            first_line_of[line_id] = number
+            self.good += 1
+
+    def _lines(self) -> Iterator[tuple[int, str]]:
+        with self.path.open(encoding="utf-8") as f:
+            for number, text in enumerate(f, 1):
+                if text.strip():
+                    yield number, text
+
+    def __len__(self) -> int:
+        return self.good
+
+    def __iter__(self) -> Iterator[Prompt]:
+        for number, text in self._lines():
+            if number not in self.bad:
+                line_id, prompt = _parse_line(text, number)
+                self.ids.append(line_id)
+                yield prompt
+
+
+@dataclass
+class _Row:
+    done: int = 0
+    failed: int = 0
+    cache_hits: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+
+
+def _record(line_id: str | int, completion: Completion, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One output line: the input's id, then the answer (or the error, with any configured secret masked)."""
+    data = completion.to_dict()
+    record: dict[str, Any] = {"id": line_id}
+    for key in _RESULT_FIELDS:
+        record[key] = data[key]
+    if completion.logprobs is not None:
+        record["logprobs"] = data["logprobs"]
+    if record["error"] is not None:
+        record["error"]["message"] = redact(record["error"]["message"], secrets)
+    return record
+
+
+_HINTS = {
+    "RateLimitError": "lower --rpm/--tpm below the provider's limits or raise --max-attempts",
+    "AuthenticationError": "check the model's key (its provider's env var, or api_key in the config)",
+    "TimeoutError": "raise the timeout or lower --concurrency",
+    "UnsupportedFeatureError": "drop the parameter or pick a model that supports it (llmkit models)",
+}
+
+
+@dataclass
+class _Failures:
+    """Failed prompts by error type, with the first one's id and message as an example."""
+
+    count: dict[str, int] = field(default_factory=dict)
+    example: dict[str, str] = field(default_factory=dict)
+
+    def add(self, line_id: str | int, error: dict[str, Any]) -> None:
+        kind = error["type"]
+        self.count[kind] = self.count.get(kind, 0) + 1
+        self.example.setdefault(kind, f"id {json.dumps(line_id)}: {error['message'][:300]}")
+
+    def lines(self) -> list[str]:
+        return [
+            f"{n} failed with {kind}, e.g. {self.example[kind]}" + (f"; {_HINTS[kind]}" if kind in _HINTS else "")
+            for kind, n in sorted(self.count.items(), key=lambda item: -item[1])
+        ]
+
+
+@dataclass
+class _Tally:
+    """What a run did, per model and per error type."""
+
+    secrets: tuple[str, ...]
+    rows: dict[str, _Row] = field(default_factory=dict)
+    failures: _Failures = field(default_factory=_Failures)
+
+
+async def _run_all(
+    client: LLMClient, items: _Input, out: IO[str], tally: _Tally, progress: bool, max_in_flight: int | None
+) -> None:
+    """Write each result line as soon as it is done, so an interrupted run keeps everything finished so far."""
+    async for index, completion in client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight):
+        line_id = items.ids[index]
+        record = _record(line_id, completion, tally.secrets)
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.flush()
+        row = tally.rows.setdefault(completion.model or "(no model)", _Row())
+        if record["error"] is not None:
+            row.failed += 1
+            tally.failures.add(line_id, record["error"])
+            continue
+        row.done += 1
+        if completion.cache_hit:  # served from disk: no tokens, no cost this run
+            row.cache_hits += 1
+            continue
+        row.tokens += completion.usage.total_tokens
+        if completion.cost_usd is None:
+            row.unpriced += 1
+        else:
+            row.cost_usd += completion.cost_usd
+
+
+def _summary(rows: dict[str, _Row]) -> str:
+    total = _Row()
+    for row in rows.values():
+        for name in vars(total):
+            setattr(total, name, getattr(total, name) + getattr(row, name))
+    header = ("model", "done", "failed", "cache hits", "tokens sent", "cost")
+    lines = [
+        (
+            name,
+            str(r.done),
+            str(r.failed),
+            str(r.cache_hits),
+            f"{r.tokens:,}",
+            f"${r.cost_usd:.6f}" + (f" (+{r.unpriced} unpriced)" if r.unpriced else ""),
+        )
+        for name, r in sorted(rows.items()) + [("total", total)]
+    ]
+    return "\n".join(table([header, *lines]))
+
+
+def table(rows: list[Any]) -> list[str]:
+    """Columns padded to their widest cell: the first left-aligned, the others right-aligned (numbers)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in rows
+    ]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = args.settings
+    if (args.fault_rate or args.offline_rpm) and not args.offline:
+        raise UsageError("--fault-rate and --offline-rpm shape the offline fake provider; add --offline")
+    if args.local and args.model:
+        raise UsageError("--local answers every prompt with the local model; drop --model")
+    path = Path(args.prompts)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    items = _Input(path)
+    items.scan()
+    for number in list(items.bad)[:_MAX_BAD_LINES_SHOWN]:
+        note(f"{path}:{number}: {items.bad[number]}" + (" (skipped)" if args.on_bad_line == "skip" else ""))
+    if len(items.bad) > _MAX_BAD_LINES_SHOWN:
+        note(f"... and {len(items.bad) - _MAX_BAD_LINES_SHOWN} more bad lines")
+    if items.bad and args.on_bad_line == "stop":
+        raise UsageError(f"{path}: {len(items.bad)} bad line(s); nothing was sent (--on-bad-line skip runs the others)")
+    chosen = setup(args)
+    note(chosen.source)
+    pool = chosen.pool
+    limits = _override(
+        pool.limits or settings.default_limits(),
+        RateLimits,
+        requests_per_minute=args.rpm,
+        tokens_per_minute=args.tpm,
+        max_concurrency=args.concurrency,
+    )
+    retry = _override(pool.retry, RetryPolicy, max_attempts=args.max_attempts)
+    tally = _Tally(chosen.secrets)
+    start = time.perf_counter()
+    interrupted = False
+    with _backend(args, pool.models) as (models, server):
+        cache = _cache(args, settings, pool.cache)
+        if cache is None:
+            note("cache off")
+        else:
+            note(f"cache {cache.path}" + (f" (namespace {cache.namespace})" if cache.namespace else ""))
+        client = LLMClient(models, sampling=pool.sampling, limits=limits, retry=retry, cache=cache)
+        with client, open(args.output, "w", encoding="utf-8") as out:
+            try:
+                # LiteLLM prints "Give Feedback / Get Help" banners on stdout for every failed attempt; run writes
+                # nothing to stdout, and the errors themselves are in the results.
+                with contextlib.redirect_stdout(io.StringIO()):
+                    asyncio.run(_run_all(client, items, out, tally, not args.no_progress, args.max_in_flight))
+            except KeyboardInterrupt:
+                interrupted = True
+        sent = server.count if server is not None else client.status.requests_sent
+        retried, binding = client.status.retried, client.status.binding_limit
+    write(_summary(tally.rows))
+    failed = sum(r.failed for r in tally.rows.values())
+    for line in tally.failures.lines():
+        note(line)
+    wall_s = time.perf_counter() - start
+    retries = f"{retried} retr{'y' if retried == 1 else 'ies'}" + (
+        f"; waited mostly on the {binding} limit" if binding else ""
+    )
+    note(
+        f"{sum(r.done for r in tally.rows.values())} done, {failed} failed, {len(items.bad)} bad lines skipped, "
+        f"{sent} requests sent ({retries}), wall time {wall_s:.1f} s; results in {args.output}"
+    )
+    if failed:
+        note(
+            "rerun the same command to retry the failed prompts; the others come from the cache"
+            if cache is not None
+            else "rerun to retry the failed prompts (with the cache on, the others would not be sent again)"
+        )
+    if interrupted:
+        note("interrupted: the results above are written; rerun the same command to resume from the cache")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed or items.bad else EXIT_OK
+
+
+def _override(base: Any, cls: type, **given: Any) -> Any:
+    """``base`` with the CLI's values on top (None = not given); None when nothing is set at all."""
+    data = base.model_dump(exclude_unset=True) if base is not None else {}
+    data.update({k: v for k, v in given.items() if v is not None})
+    return cls(**data) if data else None
