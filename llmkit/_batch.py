@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["abatch", "as_completed"]
 
 _DEFAULT_IN_FLIGHT = 100
+# Without a cache, this many recent answers are kept for in-batch dedupe: enough for repeats that sit near each other,
+# bounded so a million-prompt batch does not keep every answer alive.
+_RECENT_ANSWERS = 1024
 _PROGRESS_EVERY_S = 0.25
 
 OnResult = Callable[[int, Completion], Any]
@@ -104,8 +108,8 @@ async def as_completed(
     waiting: dict[asyncio.Task[Completion], list[int]] = {}
     by_key: dict[tuple[str, ...], asyncio.Task[Completion]] = {}
     key_of: dict[asyncio.Task[Completion], tuple[str, ...]] = {}
-    # Without a cache, finished answers are kept so a later repeat in this batch is not sent again.
-    finished: dict[tuple[str, ...], Completion] | None = {} if client.cache is None else None
+    # Without a cache, recent answers are kept so a nearby repeat in this batch is not sent again.
+    finished: OrderedDict[tuple[str, ...], Completion] | None = OrderedDict() if client.cache is None else None
     errors = 0
     exhausted = False
 
@@ -135,6 +139,7 @@ async def as_completed(
                     continue
                 key = tuple(plan.fingerprints.values())
                 if finished is not None and key in finished:
+                    finished.move_to_end(key)
                     yield emit(index, finished[key])
                     continue
                 task = by_key.get(key)
@@ -152,7 +157,7 @@ async def as_completed(
                 del by_key[key]
                 completion = task.result()
                 if finished is not None and completion.ok:
-                    finished[key] = completion
+                    _remember(finished, key, completion)
                 for index in waiting.pop(task):
                     yield emit(index, completion)
     finally:
@@ -161,6 +166,12 @@ async def as_completed(
         if waiting:
             await asyncio.gather(*waiting, return_exceptions=True)
         progress.close(errors)
+
+
+def _remember(finished: OrderedDict[tuple[str, ...], Completion], key: tuple[str, ...], answer: Completion) -> None:
+    finished[key] = answer
+    if len(finished) > _RECENT_ANSWERS:
+        finished.popitem(last=False)
 
 
 def _call(

@@ -67,6 +67,15 @@ async def test_identical_prompts_in_one_batch_are_sent_once(transport) -> None:
     assert [r.text for r in results] == ["echo: same", "echo: same", "echo: other", "echo: same"]
 
 
+async def test_without_a_cache_dedupe_keeps_only_recent_answers(transport, monkeypatch) -> None:
+    """Memory stays flat on huge uncached batches: a repeat far behind the window is sent again."""
+    monkeypatch.setattr("llmkit._batch._RECENT_ANSWERS", 3)
+    prompts = ["a", "b", "a", "c", "d", "e", "a"]
+    results = await client_for(transport).abatch(prompts, max_in_flight=1)
+    assert [r.text for r in results] == [f"echo: {p}" for p in prompts]
+    assert [c.messages[-1]["content"] for c in transport.calls] == ["a", "b", "c", "d", "e", "a"]
+
+
 async def test_sample_index_makes_repeats_distinct(transport, tmp_path) -> None:
     from llmkit import RequestOptions
 
