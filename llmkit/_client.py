@@ -21,7 +21,7 @@ from ._limiter import Permit, RateLimiter
 from ._messages import to_messages
 from ._params import Model, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
 from ._result import Completion, StreamDelta, ToolCallChunk
-from ._retry import retrying, wait_s
+from ._retry import out_of_attempts, retrying, wait_s
 from ._router import Router
 from ._status import StatusTracker
 from ._transport import LiteLLMTransport, Request, Transport
@@ -36,10 +36,13 @@ _CHARS_PER_TOKEN = 4
 
 @dataclass
 class _Tries:
-    """One call's attempts so far, and the deployment that failed last (the retry avoids it)."""
+    """One call's attempts so far (``charged``: those that count against ``max_attempts``, see ``_retry``), and the
+    deployment that failed last (the retry avoids it)."""
 
     count: int = 0
+    charged: int = 0
     last_failed: int | None = None
+    sent_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -253,7 +256,7 @@ class LLMClient:
         index: int | None = None
         try:
             plan = self._capable(plan)
-            async for attempt in retrying(self.retry, self._sleep):
+            async for attempt in retrying(self.retry, self._sleep, lambda: tries.charged):
                 with attempt:
                     index, completion = await self._attempt(plan, tries)
         except LLMError as exc:
@@ -280,6 +283,8 @@ class LLMClient:
                 permit.release()
             raise
         tries.count += 1
+        tries.charged += 1
+        tries.sent_at = self._router.clock()
         if tries.count > 1:
             self.status.add("retried")
         self.status.add("requests_sent")
@@ -303,7 +308,8 @@ class LLMClient:
         return index, completion
 
     def _failed(self, index: int, exc: LLMError, tries: _Tries) -> None:
-        self._router.on_failure(index, exc)
+        if not self._router.on_failure(index, exc, sent_at=tries.sent_at):
+            tries.charged -= 1
         tries.last_failed = index
         if isinstance(exc, RateLimitError):
             self.status.add("rate_limited")
@@ -320,7 +326,7 @@ class LLMClient:
                     yield item
                 return
             except LLMError as exc:
-                if started or not exc.retryable or tries.count >= self.retry.max_attempts:
+                if started or not exc.retryable or out_of_attempts(self.retry, tries.count, tries.charged):
                     self.status.record(Completion(finish_reason="error", error=exc))
                     raise
                 await self._sleep(wait_s(self.retry, exc, tries.count))

@@ -3,6 +3,10 @@
 A 429 gets no backoff here: the router already pauses that deployment for the provider's Retry-After (and paces it
 after), and the retry may go to another deployment that is ready now. Other retryable errors back off exponentially
 with jitter. ``reraise=True`` so callers see the llmkit error, not tenacity's ``RetryError``.
+
+``max_attempts`` counts charged attempts: a 429 on a request that was already in flight when the router set a new
+pace is not charged (the router says so), or a burst of 100 in-flight 429s would use up a prompt's attempts before
+the pace it caused could help. Uncharged attempts are still capped at ``_UNCHARGED_FACTOR`` times ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ._params import RetryPolicy
 from .errors import RateLimitError
 
-__all__ = ["backoff_s", "retrying", "wait_s"]
+__all__ = ["backoff_s", "out_of_attempts", "retrying", "wait_s"]
+
+_UNCHARGED_FACTOR = 3
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -34,12 +40,26 @@ def wait_s(policy: RetryPolicy, error: BaseException | None, failures: int) -> f
     return 0.0 if isinstance(error, RateLimitError) else backoff_s(policy, failures)
 
 
-def retrying(policy: RetryPolicy, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AsyncRetrying:
+def out_of_attempts(policy: RetryPolicy, attempts: int, charged: int) -> bool:
+    return charged >= policy.max_attempts or attempts >= policy.max_attempts * _UNCHARGED_FACTOR
+
+
+def retrying(
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    charged: Callable[[], int] | None = None,
+) -> AsyncRetrying:
+    """``charged`` counts the attempts that count against ``max_attempts``; None charges every attempt."""
+
     def wait(state: RetryCallState) -> float:
         return wait_s(policy, state.outcome.exception() if state.outcome else None, state.attempt_number)
 
+    def stop(state: RetryCallState) -> bool:
+        attempts = state.attempt_number
+        return out_of_attempts(policy, attempts, attempts if charged is None else charged())
+
     return AsyncRetrying(
-        stop=stop_after_attempt(policy.max_attempts),
+        stop=stop,
         wait=wait,
         retry=retry_if_exception(_retryable),
         sleep=sleep,

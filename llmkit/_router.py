@@ -5,9 +5,11 @@ usage-based strategy registers process-global callbacks (litellm-notes.md); what
 
 After a 429 a deployment cools down for the provider's Retry-After and is then paced: one start per ``interval``
 seconds, the interval taken from Retry-After (a token bucket's estimate of when capacity for one more request
-returns), capped at 1 s so a coarse Retry-After cannot starve the pool, grown 50% on each further 429 and shrunk 5%
-on each success. That keeps a pool that outruns a provider's limit from sending a storm of retries each time a
-cooldown ends, and costs nothing until the first 429.
+returns), capped at 1 s so a coarse Retry-After cannot starve the pool, doubled on a further 429 and shrunk 5% on
+each success. Only a 429 on a request sent after the last change grows it: the requests already in flight when the
+pace was set were sent too fast and say nothing about the new pace (counting them compounded 100 in-flight 429s into
+the 1 s ceiling and ran a 10 req/s limit at 1.4 req/s). That keeps a pool that outruns a provider's limit from
+sending a storm of retries each time a cooldown ends, and costs nothing until the first 429.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ logger = logging.getLogger("llmkit")
 _DEFAULT_RATE_LIMIT_COOLDOWN_S = 1.0
 _FAILURES_BEFORE_COOLDOWN = 3
 _FAILURE_COOLDOWN_S = 5.0
-_PACE_GROWTH = 1.5
+_PACE_GROWTH = 2.0
 _PACE_DECAY = 0.95
 _PACE_CEILING_S = 1.0
 _PACE_FLOOR_S = 0.001
@@ -39,6 +41,7 @@ _PACE_FLOOR_S = 0.001
 class _State:
     cooldown_until: float = 0.0
     interval: float = 0.0
+    paced_at: float = float("-inf")
     next_start: float = 0.0
     failures: int = 0
     removed: str | None = None
@@ -55,7 +58,7 @@ class Router:
         self.models = list(models)
         self._states = [_State() for _ in self.models]
         self._rng = rng or random.Random()
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()
 
     def available(self) -> list[int]:
@@ -71,7 +74,7 @@ class Router:
         wins when it is ready. Raises ``NoModelAvailableError`` when every candidate was removed.
         """
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             alive = [i for i in candidates if self._states[i].removed is None]
             if not alive:
                 raise self._none_left(candidates)
@@ -111,24 +114,32 @@ class Router:
                 if state.interval < _PACE_FLOOR_S:
                     state.interval = 0.0
 
-    def on_failure(self, index: int, error: LLMError) -> None:
-        """Cool the deployment down (429s, repeated failures) or take it out of the pool (bad key, unknown model)."""
+    def on_failure(self, index: int, error: LLMError, sent_at: float | None = None) -> bool:
+        """Cool the deployment down (429s, repeated failures) or take it out of the pool (bad key, unknown model).
+
+        ``sent_at`` (on ``clock``) is when the failed request started; None counts it as sent now. False means the
+        failure is not the request's to be charged for: a 429 on a request sent before the current pace was set.
+        """
         with self._lock:
             state = self._states[index]
-            now = self._clock()
+            now = self.clock()
             if isinstance(error, (AuthenticationError, ModelNotFoundError)):
                 self._remove(index, error)
             elif isinstance(error, RateLimitError):
                 pause = error.retry_after if error.retry_after is not None else _DEFAULT_RATE_LIMIT_COOLDOWN_S
                 state.cooldown_until = max(state.cooldown_until, now + pause)
-                state.interval = min(_PACE_CEILING_S, max(pause, state.interval * _PACE_GROWTH))
                 state.next_start = max(state.next_start, state.cooldown_until)
+                if (now if sent_at is None else sent_at) < state.paced_at:
+                    return False
+                state.interval = min(_PACE_CEILING_S, max(pause, state.interval * _PACE_GROWTH))
+                state.paced_at = now
             elif error.retryable:
                 state.failures += 1
                 # Cooling down the only deployment left would only delay; backoff already spaces its retries.
                 if state.failures >= _FAILURES_BEFORE_COOLDOWN and len(self.available()) > 1:
                     state.cooldown_until = now + _FAILURE_COOLDOWN_S
                     state.failures = 0
+            return True
 
     def _remove(self, index: int, error: LLMError) -> None:
         state = self._states[index]

@@ -81,6 +81,30 @@ async def test_rate_limit_waits_retry_after_then_succeeds(transport, fake_sleep)
     assert sum(fake_sleep.waits) >= 7.5
 
 
+async def test_429s_on_requests_already_in_flight_are_not_charged(transport, fake_sleep) -> None:
+    """Three requests sent together all get 429: only the first is charged, the others' attempts are not used up."""
+
+    def throttled(request):
+        fake_sleep.now += 0.1  # each 429 arrives a little later than the three were sent
+        return RateLimitError("429", retry_after=0.5)
+
+    transport.delay_s = 0.01
+    transport.enqueue(throttled, throttled, throttled)
+    client = client_for(transport, fake_sleep, retry=RetryPolicy(max_attempts=1))
+    results = await asyncio.gather(*(client.acomplete(f"q{i}") for i in range(3)), return_exceptions=True)
+    assert [isinstance(r, RateLimitError) for r in results].count(True) == 1
+    assert [isinstance(r, Completion) and r.ok for r in results].count(True) == 2
+    assert len(transport.calls) == 5
+
+
+async def test_a_provider_that_always_429s_stops_after_max_attempts(transport, fake_sleep) -> None:
+    transport.enqueue(*[RateLimitError("quota exceeded", retry_after=1.0) for _ in range(20)])
+    client = client_for(transport, fake_sleep, retry=RetryPolicy(max_attempts=4))
+    with pytest.raises(RateLimitError, match="quota"):
+        await client.acomplete("q")
+    assert len(transport.calls) == 4
+
+
 async def test_retry_switches_to_another_model(transport, fake_sleep) -> None:
     transport.enqueue(ProviderError("down", status=503))
     client = client_for(transport, fake_sleep, models=[Model("openai/a"), Model("openai/b")])

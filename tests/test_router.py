@@ -50,6 +50,21 @@ def test_single_model_waits_out_retry_after_then_is_paced(fake_sleep) -> None:
     assert router.pick([0])[1] == 0.0  # pacing fades out with successes
 
 
+def test_429s_already_in_flight_do_not_compound_the_pace(fake_sleep) -> None:
+    """100 requests sent together all get 429: the pace is set once, not grown 100 times to the ceiling."""
+    router = Router([Model("a")], clock=fake_sleep.clock)
+    sent = fake_sleep.now
+    fake_sleep.now += 0.05
+    charged = [router.on_failure(0, RateLimitError("429", retry_after=0.1), sent_at=sent) for _ in range(100)]
+    assert charged == [True] + [False] * 99  # only the first counts against its prompt's max_attempts
+    first = router.pick([0])[1]
+    second = router.pick([0])[1]
+    assert second - first == pytest.approx(0.1)  # one start per Retry-After, not per 1 s
+    router.on_failure(0, RateLimitError("429", retry_after=0.1), sent_at=fake_sleep.now + first)
+    third, fourth = router.pick([0])[1], router.pick([0])[1]
+    assert fourth - third == pytest.approx(0.2)  # a 429 at the new pace doubles it
+
+
 def test_auth_error_removes_model_with_one_warning(fake_sleep, caplog) -> None:
     router = Router([Model("a"), Model("b")], clock=fake_sleep.clock)
     with caplog.at_level(logging.WARNING, logger="llmkit"):
