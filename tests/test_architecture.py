@@ -85,7 +85,8 @@ def test_only_the_transport_imports_litellm() -> None:
 
 def test_import_llmkit_stays_light() -> None:
     code = (
-        "import sys, llmkit; heavy = [m for m in ('litellm', 'langchain_core', 'aiohttp', 'openai') if m in sys.modules];"
+        "import sys, llmkit; "
+        "heavy = [m for m in ('litellm', 'langchain_core', 'aiohttp', 'openai') if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -73,42 +73,65 @@ GEMINI_MAX_TOKENS_THOUGHT = (
 # One call per cassette, the same on both layers: (cassette, litellm model, messages, extra kwargs, key).
 CALLS: dict[str, tuple[str, list[dict[str, str]], dict[str, Any], str]] = {
     "openai_logprobs.yaml": (
-        "openai/gpt-4o-mini", user("Greet the café in three tokens."),
-        {"logprobs": True, "top_logprobs": 2, "max_tokens": 16}, OPENAI_KEY,
+        "openai/gpt-4o-mini",
+        user("Greet the café in three tokens."),
+        {"logprobs": True, "top_logprobs": 2, "max_tokens": 16},
+        OPENAI_KEY,
     ),
     "openai_reasoning_usage.yaml": (
-        "openai/o4-mini", user("How many r's are in strawberry?"), {"reasoning_effort": "low"}, OPENAI_KEY,
+        "openai/o4-mini",
+        user("How many r's are in strawberry?"),
+        {"reasoning_effort": "low"},
+        OPENAI_KEY,
     ),
     "openai_tool_calls.yaml": (
-        "openai/gpt-4o", user("Weather in Paris and Tokyo?"), {"tools": [WEATHER_TOOL]}, OPENAI_KEY,
+        "openai/gpt-4o",
+        user("Weather in Paris and Tokyo?"),
+        {"tools": [WEATHER_TOOL]},
+        OPENAI_KEY,
     ),
     "anthropic_thinking_tool_use.yaml": (
-        "anthropic/claude-sonnet-4-5-20250929", user("What's the weather in Paris?"),
+        "anthropic/claude-sonnet-4-5-20250929",
+        user("What's the weather in Paris?"),
         {"tools": [WEATHER_TOOL], "thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048},
         ANTHROPIC_KEY,
     ),
     "anthropic_thinking_no_usage_details.yaml": (
-        "anthropic/claude-sonnet-4-20250514", user("Is 97 prime?"),
-        {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048}, ANTHROPIC_KEY,
+        "anthropic/claude-sonnet-4-20250514",
+        user("Is 97 prime?"),
+        {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048},
+        ANTHROPIC_KEY,
     ),
     "anthropic_streaming.yaml": (
-        "anthropic/claude-sonnet-4-20250514", user("Is 97 prime?"),
-        {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048, "stream": True}, ANTHROPIC_KEY,
+        "anthropic/claude-sonnet-4-20250514",
+        user("Is 97 prime?"),
+        {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048, "stream": True},
+        ANTHROPIC_KEY,
     ),
     "gemini_thoughts.yaml": (
-        "gemini/gemini-2.5-flash", user("How many r's are in strawberry?"), {"reasoning_effort": "low"}, GEMINI_KEY,
+        "gemini/gemini-2.5-flash",
+        user("How many r's are in strawberry?"),
+        {"reasoning_effort": "low"},
+        GEMINI_KEY,
     ),
     "gemini_max_tokens_no_text.yaml": (
-        "gemini/gemini-2.5-flash", user("Write a long essay."), {"reasoning_effort": "low", "max_tokens": 1024},
+        "gemini/gemini-2.5-flash",
+        user("Write a long essay."),
+        {"reasoning_effort": "low", "max_tokens": 1024},
         GEMINI_KEY,
     ),
     "gemini_max_tokens_no_parts.yaml": (
-        "gemini/gemini-2.5-flash", user("Write a long essay."), {"max_tokens": 64}, GEMINI_KEY,
+        "gemini/gemini-2.5-flash",
+        user("Write a long essay."),
+        {"max_tokens": 64},
+        GEMINI_KEY,
     ),
     "gemini_logprobs.yaml": (
-        "gemini/gemini-2.0-flash", user("Say hello world."),
+        "gemini/gemini-2.0-flash",
+        user("Say hello world."),
         # litellm rejects top_logprobs for gemini/ unless allowed per call (litellm-notes.md).
-        {"logprobs": True, "top_logprobs": 2, "allowed_openai_params": ["top_logprobs"]}, GEMINI_KEY,
+        {"logprobs": True, "top_logprobs": 2, "allowed_openai_params": ["top_logprobs"]},
+        GEMINI_KEY,
     ),
 }
 
@@ -156,11 +179,15 @@ async def test_litellm_openai_logprobs_and_cached_tokens(litellm: Any) -> None:
     ]
     assert tokens == [
         (
-            "Hello", -0.0009, [72, 101, 108, 108, 111],
+            "Hello",
+            -0.0009,
+            [72, 101, 108, 108, 111],
             [("Hello", -0.0009, [72, 101, 108, 108, 111]), ("Hi", -7.1, [72, 105])],
         ),
         (
-            " café", -0.25, [32, 99, 97, 102, 195, 169],
+            " café",
+            -0.25,
+            [32, 99, 97, 102, 195, 169],
             [(" café", -0.25, [32, 99, 97, 102, 195, 169]), (" world", -1.5, [32, 119, 111, 114, 108, 100])],
         ),
         ("!", -0.02, [33], [("!", -0.02, [33]), (".", -4.0, [46])]),
@@ -459,15 +486,21 @@ def expected_completions(llmkit: Any) -> dict[str, Any]:
             text="Hello café!",
             logprobs=[
                 TokenLogprob(
-                    token="Hello", logprob=-0.0009, bytes=[72, 101, 108, 108, 111],
+                    token="Hello",
+                    logprob=-0.0009,
+                    bytes=[72, 101, 108, 108, 111],
                     top=[TopLogprob(token="Hello", logprob=-0.0009), TopLogprob(token="Hi", logprob=-7.1)],
                 ),
                 TokenLogprob(
-                    token=" café", logprob=-0.25, bytes=[32, 99, 97, 102, 195, 169],
+                    token=" café",
+                    logprob=-0.25,
+                    bytes=[32, 99, 97, 102, 195, 169],
                     top=[TopLogprob(token=" café", logprob=-0.25), TopLogprob(token=" world", logprob=-1.5)],
                 ),
                 TokenLogprob(
-                    token="!", logprob=-0.02, bytes=[33],
+                    token="!",
+                    logprob=-0.02,
+                    bytes=[33],
                     top=[TopLogprob(token="!", logprob=-0.02), TopLogprob(token=".", logprob=-4.0)],
                 ),
             ],
@@ -489,11 +522,15 @@ def expected_completions(llmkit: Any) -> dict[str, Any]:
         "openai_tool_calls.yaml": Completion(
             tool_calls=[
                 ToolCall(
-                    id="call_Paris7sXb2Qm1", name="get_weather", arguments=paris,
+                    id="call_Paris7sXb2Qm1",
+                    name="get_weather",
+                    arguments=paris,
                     raw_arguments='{"location": "Paris, France", "unit": "celsius"}',
                 ),
                 ToolCall(
-                    id="call_Tokyo9kLp4Rn2", name="get_weather", arguments={"location": "Tokyo, Japan"},
+                    id="call_Tokyo9kLp4Rn2",
+                    name="get_weather",
+                    arguments={"location": "Tokyo, Japan"},
                     raw_arguments='{"location": "Tokyo, Japan"}',
                 ),
             ],
@@ -512,14 +549,19 @@ def expected_completions(llmkit: Any) -> dict[str, Any]:
             # Anthropic sends input as an object; its text form is the JSON of that object.
             tool_calls=[
                 ToolCall(
-                    id="toolu_01A09q90qw90lq917835lq9", name="get_weather", arguments=paris,
+                    id="toolu_01A09q90qw90lq917835lq9",
+                    name="get_weather",
+                    arguments=paris,
                     raw_arguments=json.dumps(paris),
                 )
             ],
             finish_reason="tool_calls",
             usage=Usage(
-                input_tokens=50 + 200 + 1800, output_tokens=180, reasoning_tokens=120,
-                cache_read_tokens=1800, cache_write_tokens=200,
+                input_tokens=50 + 200 + 1800,
+                output_tokens=180,
+                reasoning_tokens=120,
+                cache_read_tokens=1800,
+                cache_write_tokens=200,
             ),
             # Claude Sonnet 4.5: $3 / 1M input, $3.75 / 1M 5-minute cache write, $0.30 / 1M cache read, $15 / 1M out.
             cost_usd=50 * 3e-6 + 200 * 3.75e-6 + 1800 * 0.30e-6 + 180 * 15e-6,
@@ -560,11 +602,13 @@ def expected_completions(llmkit: Any) -> dict[str, Any]:
             text="Hello world",
             logprobs=[
                 TokenLogprob(
-                    token="Hello", logprob=-0.011,
+                    token="Hello",
+                    logprob=-0.011,
                     top=[TopLogprob(token="Hello", logprob=-0.011), TopLogprob(token="Hi", logprob=-4.6)],
                 ),
                 TokenLogprob(
-                    token=" world", logprob=-0.11,
+                    token=" world",
+                    logprob=-0.11,
                     top=[TopLogprob(token=" world", logprob=-0.11), TopLogprob(token=" World", logprob=-2.3)],
                 ),
             ],

@@ -23,8 +23,8 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,17 +35,30 @@ from pydantic import BaseModel
 
 from llmkit.testing import FakeProvider
 
-MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-sonnet-4-5",
-          "gemini": "gemini/gemini-2.5-flash"}
+MODELS = {
+    "openai": "openai/gpt-4o-mini",
+    "anthropic": "anthropic/claude-sonnet-4-5",
+    "gemini": "gemini/gemini-2.5-flash",
+}
 PROVIDERS = list(MODELS)
 KEY = "sk-marker-key-never-stored-7f3a"
 TOOLS = [
-    {"type": "function", "function": {
-        "name": "magic_function", "description": "Applies a magic function to an input.",
-        "parameters": {"type": "object", "properties": {"input": {"type": "integer"}}, "required": ["input"]}}},
-    {"type": "function", "function": {
-        "name": "get_weather", "description": "Get the weather at a location.",
-        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "magic_function",
+            "description": "Applies a magic function to an input.",
+            "parameters": {"type": "object", "properties": {"input": {"type": "integer"}}, "required": ["input"]},
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the weather at a location.",
+            "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+        },
+    },
 ]
 
 
@@ -63,34 +76,47 @@ def fake(server: FakeProvider) -> Iterator[FakeProvider]:
     server.reset()
 
 
-def _call_kwargs(fake: FakeProvider, provider: str, content: str | list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+def _call_kwargs(
+    fake: FakeProvider, provider: str, content: str | list[dict[str, Any]], **kwargs: Any
+) -> dict[str, Any]:
     messages = [{"role": "user", "content": content}] if isinstance(content, str) else content
-    return {"model": MODELS[provider], "messages": messages, "api_base": fake.api_base(provider), "api_key": KEY,
-            "num_retries": 0, "max_retries": 0, **kwargs}
+    return {
+        "model": MODELS[provider],
+        "messages": messages,
+        "api_base": fake.api_base(provider),
+        "api_key": KEY,
+        "num_retries": 0,
+        "max_retries": 0,
+        **kwargs,
+    }
 
 
-async def complete(fake: FakeProvider, provider: str, content: str | list[dict[str, Any]] = "hello there world",
-                   **kwargs: Any) -> Any:
+async def complete(
+    fake: FakeProvider, provider: str, content: str | list[dict[str, Any]] = "hello there world", **kwargs: Any
+) -> Any:
     return await litellm.acompletion(**_call_kwargs(fake, provider, content, **kwargs))
 
 
-async def stream(fake: FakeProvider, provider: str, content: str | list[dict[str, Any]] = "hello there world",
-                 **kwargs: Any) -> tuple[Any, list[Any]]:
+async def stream(
+    fake: FakeProvider, provider: str, content: str | list[dict[str, Any]] = "hello there world", **kwargs: Any
+) -> tuple[Any, list[Any]]:
     """The rebuilt response and the raw chunks of a streamed call."""
     kw = _call_kwargs(fake, provider, content, stream=True, stream_options={"include_usage": True}, **kwargs)
     chunks = [chunk async for chunk in await litellm.acompletion(**kw)]
     return litellm.stream_chunk_builder(chunks, messages=kw["messages"]), chunks
 
 
-async def run(fake: FakeProvider, provider: str, streamed: bool, content: Any = "hello there world",
-              **kwargs: Any) -> Any:
+async def run(
+    fake: FakeProvider, provider: str, streamed: bool, content: Any = "hello there world", **kwargs: Any
+) -> Any:
     if streamed:
         return (await stream(fake, provider, content, **kwargs))[0]
     return await complete(fake, provider, content, **kwargs)
 
 
-def post(fake: FakeProvider, provider: str, body: dict[str, Any], *, model: str = "gemini-2.5-flash",
-         key: str = KEY) -> httpx.Response:
+def post(
+    fake: FakeProvider, provider: str, body: dict[str, Any], *, model: str = "gemini-2.5-flash", key: str = KEY
+) -> httpx.Response:
     """One raw request, to assert wire shapes LiteLLM normalizes away."""
     if provider == "openai":
         return httpx.post(f"{fake.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
@@ -121,7 +147,10 @@ async def test_text_reply_usage_and_recorded_request(fake: FakeProvider, provide
     assert fake.count == 1 and fake.count_status(200) == 1
 
 
-PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+PIXEL = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -194,8 +223,13 @@ async def test_tool_choice_auto_and_named(fake: FakeProvider, provider: str) -> 
     assert plain.choices[0].message.content == "Echo: hello" and not plain.choices[0].message.tool_calls
     auto = await complete(fake, provider, "What is the weather in 'Paris'?", tools=TOOLS, tool_choice="auto")
     assert auto.choices[0].message.tool_calls[0].function.name == "get_weather"
-    named = await complete(fake, provider, "Tell me about 'Lyon'", tools=TOOLS,
-                           tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    named = await complete(
+        fake,
+        provider,
+        "Tell me about 'Lyon'",
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
     (call,) = named.choices[0].message.tool_calls
     assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"location": "Lyon"})
 
@@ -205,8 +239,10 @@ async def test_tool_result_turn(fake: FakeProvider, provider: str) -> None:
     messages: list[dict[str, Any]] = [{"role": "user", "content": "call magic_function(4)"}]
     first = await complete(fake, provider, messages, tools=TOOLS)
     call = first.choices[0].message.tool_calls[0]
-    messages += [first.choices[0].message.model_dump(exclude_none=True),
-                 {"role": "tool", "tool_call_id": call.id, "content": "42"}]
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "42"},
+    ]
     second = await complete(fake, provider, messages, tools=TOOLS)
     assert second.choices[0].message.content == "Tool result: 42"
 
@@ -214,10 +250,15 @@ async def test_tool_result_turn(fake: FakeProvider, provider: str) -> None:
 SCHEMA = {
     "type": "object",
     "properties": {
-        "name": {"type": "string"}, "count": {"type": "integer"},
+        "name": {"type": "string"},
+        "count": {"type": "integer"},
         "tags": {"type": "array", "items": {"type": "string", "enum": ["x", "y"]}},
-        "inner": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
-                  "additionalProperties": False},
+        "inner": {
+            "type": "object",
+            "properties": {"ok": {"type": "boolean"}},
+            "required": ["ok"],
+            "additionalProperties": False,
+        },
     },
     "required": ["name", "count", "tags", "inner"],
     "additionalProperties": False,
@@ -227,11 +268,19 @@ SCHEMA = {
 @pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_json_schema_output(fake: FakeProvider, provider: str, streamed: bool) -> None:
-    response = await run(fake, provider, streamed, "Make one named 'Ada' with 7 items",
-                         response_format={"type": "json_schema",
-                                          "json_schema": {"name": "thing", "schema": SCHEMA, "strict": True}})
-    assert json.loads(response.choices[0].message.content) == {"name": "Ada", "count": 7, "tags": ["x"],
-                                                               "inner": {"ok": True}}
+    response = await run(
+        fake,
+        provider,
+        streamed,
+        "Make one named 'Ada' with 7 items",
+        response_format={"type": "json_schema", "json_schema": {"name": "thing", "schema": SCHEMA, "strict": True}},
+    )
+    assert json.loads(response.choices[0].message.content) == {
+        "name": "Ada",
+        "count": 7,
+        "tags": ["x"],
+        "inner": {"ok": True},
+    }
 
 
 class Color(str, Enum):
@@ -260,8 +309,9 @@ async def test_pydantic_response_format_round_trips(fake: FakeProvider, provider
 
 
 async def test_json_object_mode_uses_quoted_keys(fake: FakeProvider) -> None:
-    response = await complete(fake, "openai", "Return JSON with 'setup' and 'punchline' keys.",
-                              response_format={"type": "json_object"})
+    response = await complete(
+        fake, "openai", "Return JSON with 'setup' and 'punchline' keys.", response_format={"type": "json_object"}
+    )
     assert json.loads(response.choices[0].message.content) == {"setup": "setup", "punchline": "punchline"}
 
 
@@ -275,14 +325,18 @@ async def test_max_tokens_cuts_the_reply(fake: FakeProvider, provider: str, stre
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
 async def test_gemini_thinking_spends_the_whole_budget(fake: FakeProvider, streamed: bool) -> None:
-    response = await run(fake, "gemini", streamed, "one two three four five six", max_tokens=3,
-                         reasoning_effort="low")
+    response = await run(fake, "gemini", streamed, "one two three four five six", max_tokens=3, reasoning_effort="low")
     assert not response.choices[0].message.content
     assert response.choices[0].message.reasoning_content == "Thinking about: one"
     assert response.choices[0].finish_reason == "length"
-    raw = post(fake, "gemini", {"contents": [{"role": "user", "parts": [{"text": "one two three"}]}],
-                                "generationConfig": {"maxOutputTokens": 2,
-                                                     "thinkingConfig": {"includeThoughts": True}}}).json()
+    raw = post(
+        fake,
+        "gemini",
+        {
+            "contents": [{"role": "user", "parts": [{"text": "one two three"}]}],
+            "generationConfig": {"maxOutputTokens": 2, "thinkingConfig": {"includeThoughts": True}},
+        },
+    ).json()
     (candidate,) = raw["candidates"]
     assert candidate["finishReason"] == "MAX_TOKENS"
     assert candidate["content"]["parts"] == [{"text": "Thinking about:", "thought": True}]
@@ -294,9 +348,15 @@ async def test_gemini_thinking_spends_the_whole_budget(fake: FakeProvider, strea
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_prompt_cache_memory(fake: FakeProvider, provider: str) -> None:
-    messages = [{"role": "system", "content": [{"type": "text", "text": "a long shared system prompt",
-                                                "cache_control": {"type": "ephemeral"}}]},
-                {"role": "user", "content": "hi"}]
+    messages = [
+        {
+            "role": "system",
+            "content": [
+                {"type": "text", "text": "a long shared system prompt", "cache_control": {"type": "ephemeral"}}
+            ],
+        },
+        {"role": "user", "content": "hi"},
+    ]
     first, second = await complete(fake, provider, messages), await complete(fake, provider, messages)
     assert first.usage.prompt_tokens == second.usage.prompt_tokens == 6
     assert not first.usage.prompt_tokens_details.cached_tokens
@@ -308,12 +368,17 @@ async def test_prompt_cache_memory(fake: FakeProvider, provider: str) -> None:
 
 
 def test_anthropic_input_tokens_exclude_cache(fake: FakeProvider) -> None:
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 50,
-            "system": [{"type": "text", "text": "a b c d", "cache_control": {"type": "ephemeral"}}],
-            "messages": [{"role": "user", "content": "hi there"}]}
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 50,
+        "system": [{"type": "text", "text": "a b c d", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "hi there"}],
+    }
     usage = [post(fake, "anthropic", body).json()["usage"] for _ in range(2)]
     assert [(u["input_tokens"], u["cache_creation_input_tokens"], u["cache_read_input_tokens"]) for u in usage] == [
-        (2, 4, 0), (2, 0, 4)]
+        (2, 4, 0),
+        (2, 0, 4),
+    ]
 
 
 # -- Anthropic thinking with tools -----------------------------------------------------------------------------
@@ -327,9 +392,14 @@ async def test_anthropic_thinking_blocks_must_come_back_signed(fake: FakeProvide
     ok = await complete(fake, "anthropic", [*messages, assistant, result], tools=TOOLS, reasoning_effort="low")
     assert ok.choices[0].message.content == "Tool result: 42"
 
-    stripped = {k: v for k, v in assistant.items() if k not in ("thinking_blocks", "reasoning_content",
-                                                                 "provider_specific_fields")}
-    with pytest.raises(litellm.BadRequestError, match="Expected `thinking` or `redacted_thinking`, but found `tool_use`"):
+    stripped = {
+        k: v
+        for k, v in assistant.items()
+        if k not in ("thinking_blocks", "reasoning_content", "provider_specific_fields")
+    }
+    with pytest.raises(
+        litellm.BadRequestError, match="Expected `thinking` or `redacted_thinking`, but found `tool_use`"
+    ):
         await complete(fake, "anthropic", [*messages, stripped, result], tools=TOOLS, reasoning_effort="low")
     tampered = json.loads(json.dumps(assistant))
     tampered["thinking_blocks"][0]["thinking"] += " (edited)"
@@ -342,15 +412,25 @@ async def test_anthropic_thinking_blocks_must_come_back_signed(fake: FakeProvide
 
 # How LiteLLM 1.106 surfaces each injected fault, per provider (non-streaming calls).
 FAULT_EXCEPTIONS: dict[str, dict[str, type[Exception]]] = {
-    "reset": {"openai": litellm.InternalServerError, "anthropic": litellm.InternalServerError,
-              "gemini": litellm.APIConnectionError},
-    "invalid_json": {"openai": litellm.InternalServerError, "anthropic": litellm.APIConnectionError,
-                     "gemini": litellm.BadRequestError},
+    "reset": {
+        "openai": litellm.InternalServerError,
+        "anthropic": litellm.InternalServerError,
+        "gemini": litellm.APIConnectionError,
+    },
+    "invalid_json": {
+        "openai": litellm.InternalServerError,
+        "anthropic": litellm.APIConnectionError,
+        "gemini": litellm.BadRequestError,
+    },
     "timeout": {p: litellm.Timeout for p in PROVIDERS},
 }
 STATUS_EXCEPTIONS: dict[int, type[Exception]] = {
-    400: litellm.BadRequestError, 401: litellm.AuthenticationError, 404: litellm.NotFoundError,
-    429: litellm.RateLimitError, 500: litellm.InternalServerError, 503: litellm.ServiceUnavailableError,
+    400: litellm.BadRequestError,
+    401: litellm.AuthenticationError,
+    404: litellm.NotFoundError,
+    429: litellm.RateLimitError,
+    500: litellm.InternalServerError,
+    503: litellm.ServiceUnavailableError,
 }
 
 
@@ -417,7 +497,9 @@ def test_random_faults_are_reproducible(fake: FakeProvider) -> None:
         out: list[int | None] = []
         for _ in range(30):
             try:
-                out.append(post(fake, "openai", {"model": "m", "messages": [{"role": "user", "content": "x"}]}).status_code)
+                out.append(
+                    post(fake, "openai", {"model": "m", "messages": [{"role": "user", "content": "x"}]}).status_code
+                )
             except httpx.TransportError:
                 out.append(None)
         return out
@@ -522,15 +604,23 @@ async def test_auth_missing_model_and_context_window(fake: FakeProvider, provide
 
 
 async def test_embeddings(fake: FakeProvider) -> None:
-    kwargs = {"model": "openai/text-embedding-3-small", "api_base": fake.api_base("openai"), "api_key": KEY,
-              "num_retries": 0, "max_retries": 0}
+    kwargs = {
+        "model": "openai/text-embedding-3-small",
+        "api_base": fake.api_base("openai"),
+        "api_key": KEY,
+        "num_retries": 0,
+        "max_retries": 0,
+    }
     first = await litellm.aembedding(input=["hello world", "x"], **kwargs)
     again = await litellm.aembedding(input=["hello world"], dimensions=4, **kwargs)
     assert len(first.data) == 2 and first.usage.prompt_tokens == 3
     assert math.isclose(sum(v * v for v in first.data[0]["embedding"]), 1.0)
     assert len(again.data[0]["embedding"]) == 4
-    raw = httpx.post(f"{fake.url}/v1/embeddings", headers={"Authorization": f"Bearer {KEY}"},
-                     json={"model": "m", "input": "hello world", "encoding_format": "base64"}).json()
+    raw = httpx.post(
+        f"{fake.url}/v1/embeddings",
+        headers={"Authorization": f"Bearer {KEY}"},
+        json={"model": "m", "input": "hello world", "encoding_format": "base64"},
+    ).json()
     assert len(base64.b64decode(raw["data"][0]["embedding"])) == 16 * 4
     assert fake.count_for(provider="openai", model="text-embedding-3-small") == 2
 
@@ -553,8 +643,11 @@ async def test_counters_and_reset(fake: FakeProvider) -> None:
 
 
 def test_gemini_query_key_is_accepted_and_not_recorded(fake: FakeProvider) -> None:
-    response = httpx.post(f"{fake.url}/v1beta/models/gemini-2.5-flash:generateContent", params={"key": KEY},
-                          json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    response = httpx.post(
+        f"{fake.url}/v1beta/models/gemini-2.5-flash:generateContent",
+        params={"key": KEY},
+        json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+    )
     assert response.json()["candidates"][0]["content"]["parts"] == [{"text": "Echo: hi"}]
     (recorded,) = fake.requests
     assert KEY not in repr(recorded) and recorded.path == "/v1beta/models/gemini-2.5-flash:generateContent"
@@ -570,19 +663,24 @@ def test_api_base_names_each_provider(fake: FakeProvider) -> None:
 
 # -- packaging: plugin, lazy import, CLI -------------------------------------------------------------------------
 
-_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                      os.environ.get("PYTHONPATH", "")])}
+_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+}
 
 
 def test_import_is_cheap() -> None:
-    code = ("import sys, llmkit.testing, llmkit.testing.pytest_plugin; "
-            "print(sorted(m for m in ('aiohttp', 'litellm', 'openai') if m in sys.modules))")
+    code = (
+        "import sys, llmkit.testing, llmkit.testing.pytest_plugin; "
+        "print(sorted(m for m in ('aiohttp', 'litellm', 'openai') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=_ENV, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_pytest_plugin_fixture_resets_between_tests(tmp_path: Path) -> None:
-    (tmp_path / "test_uses_fixture.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_uses_fixture.py").write_text(
+        textwrap.dedent("""
         import httpx
 
         def test_one(fake_provider):
@@ -595,25 +693,48 @@ def test_pytest_plugin_fixture_resets_between_tests(tmp_path: Path) -> None:
             response = httpx.post(fake_provider.url + "/v1/chat/completions", headers={"Authorization": "Bearer k"},
                                   json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
             assert response.status_code == 200
-    """))
+    """)
+    )
     env = {**_ENV, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # load only ours, even once the entry point is installed
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "llmkit.testing.pytest_plugin",
-                          "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "llmkit.testing.pytest_plugin",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout
 
 
 def test_main_serves_until_interrupted() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "llmkit.testing", "--port", "0"], env=_ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmkit.testing", "--port", "0"],
+        env=_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().split()[-1]
         lines = [proc.stdout.readline().strip() for _ in range(3)]
         assert url.startswith("http://127.0.0.1:") and lines[0] == f"openai    api_base={url}/v1"
-        response = httpx.post(f"{url}/v1/messages", headers={"x-api-key": "k"},
-                              json={"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+        response = httpx.post(
+            f"{url}/v1/messages",
+            headers={"x-api-key": "k"},
+            json={"model": "claude", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert response.json()["content"] == [{"type": "text", "text": "Echo: hi"}]
     finally:
         proc.send_signal(signal.SIGINT)

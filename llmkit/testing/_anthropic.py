@@ -16,8 +16,15 @@ from ._replies import Meta, Prompt, Reply, ToolSpec, context_limit, count_words,
 
 __all__ = ["AnthropicWire"]
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
 _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 _THINKING_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 
@@ -80,12 +87,17 @@ class AnthropicWire:
         messages = body.get("messages") or []
         last_user = ""
         for message in reversed(messages):
-            text = " ".join(_block_text(b) for b in _blocks(message.get("content"))
-                            if message.get("role") == "user" and b.get("type") != "tool_result")
+            text = " ".join(
+                _block_text(b)
+                for b in _blocks(message.get("content"))
+                if message.get("role") == "user" and b.get("type") != "tool_result"
+            )
             if text.strip():
                 last_user = text
                 break
-        results = [b for b in _blocks(messages[-1].get("content")) if b.get("type") == "tool_result"] if messages else []
+        results = (
+            [b for b in _blocks(messages[-1].get("content")) if b.get("type") == "tool_result"] if messages else []
+        )
         choice = body.get("tool_choice") or {}
         thinking = body.get("thinking") or {}
         output = body.get("output_format") or (body.get("output_config") or {}).get("format") or {}
@@ -112,22 +124,28 @@ class AnthropicWire:
                 continue
             for j, block in enumerate(_blocks(message.get("content"))):
                 if block.get("type") == "thinking" and not hmac.compare_digest(
-                        str(block.get("signature", "")), sign_thinking(str(block.get("thinking", "")))):
+                    str(block.get("signature", "")), sign_thinking(str(block.get("thinking", "")))
+                ):
                     return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
         last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
         if last is not None:
             blocks = _blocks(messages[last].get("content"))
             if any(b.get("type") == "tool_use" for b in blocks) and blocks[0].get("type") not in (
-                    "thinking", "redacted_thinking"):
-                return (f"messages.{last}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
-                        f"`{blocks[0].get('type')}`. When `thinking` is enabled, a final `assistant` message must "
-                        "start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` "
-                        "blocks). We recommend you include thinking blocks from previous turns. To avoid this "
-                        f"requirement, disable `thinking`. Please consult our documentation at {_THINKING_DOCS}")
+                "thinking",
+                "redacted_thinking",
+            ):
+                return (
+                    f"messages.{last}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                    f"`{blocks[0].get('type')}`. When `thinking` is enabled, a final `assistant` message must "
+                    "start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` "
+                    "blocks). We recommend you include thinking blocks from previous turns. To avoid this "
+                    f"requirement, disable `thinking`. Please consult our documentation at {_THINKING_DOCS}"
+                )
         return None
 
-    def error(self, status: int, kind: str, *, model: str = "", prompt_tokens: int = 0,
-              message: str | None = None) -> dict[str, Any]:
+    def error(
+        self, status: int, kind: str, *, model: str = "", prompt_tokens: int = 0, message: str | None = None
+    ) -> dict[str, Any]:
         """The error body Anthropic sends; LiteLLM maps "prompt is too long" to ContextWindowExceededError."""
         if message is None:
             if kind == "context":
@@ -160,8 +178,12 @@ class AnthropicWire:
                 last = total
         created = max(last - read, 0)
         usage: dict[str, Any] = {
-            "input_tokens": reply.prompt_tokens - read - created, "cache_creation_input_tokens": created,
-            "cache_read_input_tokens": read, "output_tokens": reply.completion_tokens, "service_tier": "standard"}
+            "input_tokens": reply.prompt_tokens - read - created,
+            "cache_creation_input_tokens": created,
+            "cache_read_input_tokens": read,
+            "output_tokens": reply.completion_tokens,
+            "service_tier": "standard",
+        }
         if reply.thinking is not None:
             # The thinking share of output_tokens, which newer API versions report (LiteLLM reads it; without it
             # LiteLLM estimates with its own tokenizer).
@@ -178,25 +200,43 @@ class AnthropicWire:
         return content
 
     def render(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> dict[str, Any]:
-        return {"id": f"msg_{meta.rid}", "type": "message", "role": "assistant", "model": prompt.model,
-                "content": self._content(reply), "stop_reason": _STOP[reply.finish], "stop_sequence": None,
-                "usage": self._usage(prompt, reply, meta, body)}
+        return {
+            "id": f"msg_{meta.rid}",
+            "type": "message",
+            "role": "assistant",
+            "model": prompt.model,
+            "content": self._content(reply),
+            "stop_reason": _STOP[reply.finish],
+            "stop_sequence": None,
+            "usage": self._usage(prompt, reply, meta, body),
+        }
 
     def render_stream(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> list[str]:
-        """message_start, per block content_block_start/delta.../stop, message_delta (usage, stop_reason), message_stop."""
+        """message_start, per block content_block_start/delta.../stop, message_delta (usage, stop_reason),
+        message_stop."""
         usage = self._usage(prompt, reply, meta, body)
 
         def event(name: str, data: dict[str, Any]) -> str:
             return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
 
-        start: dict[str, Any] = {"id": f"msg_{meta.rid}", "type": "message", "role": "assistant", "model": prompt.model,
-                 "content": [], "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
+        start: dict[str, Any] = {
+            "id": f"msg_{meta.rid}",
+            "type": "message",
+            "role": "assistant",
+            "model": prompt.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
         frames = [event("message_start", {"message": start})]
         for index, block in enumerate(self._content(reply)):
             kind = block["type"]
-            empty = {"thinking": {"type": "thinking", "thinking": "", "signature": ""},
-                     "text": {"type": "text", "text": ""},
-                     "tool_use": {**block, "input": {}}}[kind]
+            empty = {
+                "thinking": {"type": "thinking", "thinking": "", "signature": ""},
+                "text": {"type": "text", "text": ""},
+                "tool_use": {**block, "input": {}},
+            }[kind]
             frames.append(event("content_block_start", {"index": index, "content_block": empty}))
             if kind == "thinking":
                 deltas = [{"type": "thinking_delta", "thinking": w} for w in _pieces(block["thinking"])]
@@ -206,11 +246,16 @@ class AnthropicWire:
             else:
                 args = json.dumps(block["input"], ensure_ascii=False)
                 deltas = [{"type": "input_json_delta", "partial_json": ""}]
-                deltas += [{"type": "input_json_delta", "partial_json": args[i:i + 8]} for i in range(0, len(args), 8)]
+                deltas += [
+                    {"type": "input_json_delta", "partial_json": args[i : i + 8]} for i in range(0, len(args), 8)
+                ]
             frames += [event("content_block_delta", {"index": index, "delta": d}) for d in deltas]
             frames.append(event("content_block_stop", {"index": index}))
-        frames.append(event("message_delta", {"delta": {"stop_reason": _STOP[reply.finish], "stop_sequence": None},
-                                              "usage": usage}))
+        frames.append(
+            event(
+                "message_delta", {"delta": {"stop_reason": _STOP[reply.finish], "stop_sequence": None}, "usage": usage}
+            )
+        )
         frames.append(event("message_stop", {}))
         return frames
 
@@ -218,4 +263,4 @@ class AnthropicWire:
 def _pieces(text: str) -> list[str]:
     """A few chunks per block, split after whitespace so words arrive whole."""
     words = text.split(" ")
-    return [" ".join(words[i:i + 3]) + (" " if i + 3 < len(words) else "") for i in range(0, len(words), 3)] or [""]
+    return [" ".join(words[i : i + 3]) + (" " if i + 3 < len(words) else "") for i in range(0, len(words), 3)] or [""]

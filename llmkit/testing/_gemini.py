@@ -18,9 +18,19 @@ from ._replies import Meta, Prompt, Reply, ToolSpec, context_limit, token_logpro
 
 __all__ = ["GeminiWire"]
 
-_STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                 408: "DEADLINE_EXCEEDED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
-                 501: "NOT_IMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
 
 
@@ -38,7 +48,11 @@ def _part_text(part: dict[str, Any]) -> str:
     if "text" in part:
         return "" if part.get("thought") else str(part["text"])
     if _get(part, "inlineData") is not None or _get(part, "fileData") is not None:
-        return "[image]" if "image" in str(_get(_get(part, "inlineData") or _get(part, "fileData"), "mimeType")) else "[file]"
+        return (
+            "[image]"
+            if "image" in str(_get(_get(part, "inlineData") or _get(part, "fileData"), "mimeType"))
+            else "[file]"
+        )
     call = _get(part, "functionCall")
     if call is not None:
         return json.dumps(call)
@@ -101,8 +115,9 @@ class GeminiWire:
             texts=texts,
             last_user=last_user,
             tool_result=" ".join(_result_text(r) for r in results) if results else None,
-            tools=[ToolSpec(d["name"], _get(d, "parametersJsonSchema") or d.get("parameters") or {})
-                   for d in declarations],
+            tools=[
+                ToolSpec(d["name"], _get(d, "parametersJsonSchema") or d.get("parameters") or {}) for d in declarations
+            ],
             tool_choice=choice,
             max_tokens=_get(config, "maxOutputTokens"),
             reasoning=bool(_get(thinking, "includeThoughts")),
@@ -114,23 +129,34 @@ class GeminiWire:
     def validate(self, body: dict[str, Any]) -> str | None:
         return None
 
-    def error(self, status: int, kind: str, *, model: str = "", prompt_tokens: int = 0,
-              message: str | None = None) -> dict[str, Any]:
+    def error(
+        self, status: int, kind: str, *, model: str = "", prompt_tokens: int = 0, message: str | None = None
+    ) -> dict[str, Any]:
         """The google.rpc.Status body Gemini sends; LiteLLM maps its message text to exceptions."""
         details: list[dict[str, Any]] = []
         if message is not None:
             pass
         elif kind == "context":
-            message = (f"The input token count ({prompt_tokens}) exceeds the maximum number of tokens allowed "
-                       f"({context_limit(model)}).")
+            message = (
+                f"The input token count ({prompt_tokens}) exceeds the maximum number of tokens allowed "
+                f"({context_limit(model)})."
+            )
         elif kind == "auth":
             message = "API key not valid. Please pass a valid API key."
-            details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                        "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}]
+            details = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }
+            ]
         elif kind == "not_found":
-            message = (f"models/{model} is not found for API version v1beta, or is not supported for "
-                       "generateContent. Call ListModels to see the list of available models and their supported "
-                       "methods.")
+            message = (
+                f"models/{model} is not found for API version v1beta, or is not supported for "
+                "generateContent. Call ListModels to see the list of available models and their supported "
+                "methods."
+            )
         elif status == 429:
             message = "Resource has been exhausted (e.g. check quota)."
         elif status == 503:
@@ -147,12 +173,15 @@ class GeminiWire:
 
     def _usage(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> dict[str, Any]:
         # Implicit caching: the whole prompt is reported cached when the same request contents were seen.
-        key = json.dumps(["gemini", prompt.model, body.get("contents"), _get(body, "systemInstruction")], sort_keys=True)
+        key = json.dumps(
+            ["gemini", prompt.model, body.get("contents"), _get(body, "systemInstruction")], sort_keys=True
+        )
         cached = reply.prompt_tokens if meta.remember(hashlib.sha256(key.encode()).hexdigest()) else 0
         # candidatesTokenCount excludes thoughts; totalTokenCount includes them (Gemini 2.5).
         candidates = reply.completion_tokens - reply.reasoning_tokens
         usage: dict[str, Any] = {
-            "promptTokenCount": reply.prompt_tokens, "candidatesTokenCount": candidates,
+            "promptTokenCount": reply.prompt_tokens,
+            "candidatesTokenCount": candidates,
             "totalTokenCount": reply.prompt_tokens + reply.completion_tokens,
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": reply.prompt_tokens}],
         }
@@ -193,8 +222,12 @@ class GeminiWire:
             entries = token_logprobs(reply.text_chunks, 1)
             candidate["avgLogprobs"] = sum(e.logprob for e in entries) / len(entries) if entries else 0.0
             candidate["logprobsResult"] = self._logprobs(reply.text_chunks, int(_get(config, "logprobs") or 1))
-        return {"candidates": [candidate], "usageMetadata": self._usage(prompt, reply, meta, body),
-                "modelVersion": prompt.model, "responseId": meta.rid}
+        return {
+            "candidates": [candidate],
+            "usageMetadata": self._usage(prompt, reply, meta, body),
+            "modelVersion": prompt.model,
+            "responseId": meta.rid,
+        }
 
     def render_stream(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> list[str]:
         """One GenerateContentResponse per SSE event: thought, text words, whole functionCall parts; usage last."""
@@ -204,7 +237,9 @@ class GeminiWire:
         for part in self._parts(reply):
             if "text" in part:
                 words = re.findall(r"\S+\s*", part["text"]) or [""]
-                pieces += [({**part, "text": "".join(words[i:i + 3])}, words[i:i + 3]) for i in range(0, len(words), 3)]
+                pieces += [
+                    ({**part, "text": "".join(words[i : i + 3])}, words[i : i + 3]) for i in range(0, len(words), 3)
+                ]
             else:
                 pieces.append((part, []))
         events: list[dict[str, Any]] = []
@@ -215,7 +250,12 @@ class GeminiWire:
                 candidate["logprobsResult"] = self._logprobs(words, top_n)
             events.append({"candidates": [candidate], "modelVersion": prompt.model, "responseId": meta.rid})
         if not events:
-            events.append({"candidates": [self._candidate([], _FINISH[reply.finish])], "modelVersion": prompt.model,
-                           "responseId": meta.rid})
+            events.append(
+                {
+                    "candidates": [self._candidate([], _FINISH[reply.finish])],
+                    "modelVersion": prompt.model,
+                    "responseId": meta.rid,
+                }
+            )
         events[-1]["usageMetadata"] = self._usage(prompt, reply, meta, body)
         return [f"data: {json.dumps(e)}\r\n\r\n" for e in events]

@@ -18,8 +18,13 @@ from ._replies import Meta, Prompt, Reply, ToolSpec, context_limit, token_logpro
 
 __all__ = ["OpenAIWire"]
 
-_STATUS_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
-                 404: "invalid_request_error", 429: "requests"}
+_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "invalid_request_error",
+    404: "invalid_request_error",
+    429: "requests",
+}
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
 
 
@@ -44,10 +49,14 @@ def _text(content: Any) -> str:
 def _logprobs(tokens: list[str], top_n: int) -> dict[str, Any]:
     entries = []
     for lp in token_logprobs(tokens, top_n):
-        entries.append({
-            "token": lp.token, "logprob": lp.logprob, "bytes": list(lp.token.encode()),
-            "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in lp.top],
-        })
+        entries.append(
+            {
+                "token": lp.token,
+                "logprob": lp.logprob,
+                "bytes": list(lp.token.encode()),
+                "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in lp.top],
+            }
+        )
     return {"content": entries, "refusal": None}
 
 
@@ -100,24 +109,29 @@ class OpenAIWire:
     def validate(self, body: dict[str, Any]) -> str | None:
         return None
 
-    def error(self, status: int, kind: str, *, model: str = "", prompt_tokens: int = 0,
-              message: str | None = None) -> dict[str, Any]:
+    def error(
+        self, status: int, kind: str, *, model: str = "", prompt_tokens: int = 0, message: str | None = None
+    ) -> dict[str, Any]:
         """The error body OpenAI sends; LiteLLM picks its exception from `code` and the message text."""
         code: str | None = None
         if message is not None:
             pass
         elif kind == "context":
-            message = (f"This model's maximum context length is {context_limit(model)} tokens. However, your "
-                       f"messages resulted in {prompt_tokens} tokens. Please reduce the length of the messages.")
+            message = (
+                f"This model's maximum context length is {context_limit(model)} tokens. However, your "
+                f"messages resulted in {prompt_tokens} tokens. Please reduce the length of the messages."
+            )
             code = "context_length_exceeded"
         elif kind == "auth":
-            message = ("Incorrect API key provided: inv*****key. You can find your API key at "
-                       "https://platform.openai.com/account/api-keys.")
+            message = (
+                "Incorrect API key provided: inv*****key. You can find your API key at "
+                "https://platform.openai.com/account/api-keys."
+            )
             code = "invalid_api_key"
         elif kind == "not_found":
             message, code = f"The model `{model}` does not exist or you do not have access to it.", "model_not_found"
         elif status == 429:
-            message = (f"Rate limit reached for {model} on requests per min (RPM). Please try again later.")
+            message = f"Rate limit reached for {model} on requests per min (RPM). Please try again later."
             code = "rate_limit_exceeded"
         elif status >= 500:
             message = "The server had an error while processing your request. Sorry about that!"
@@ -129,20 +143,29 @@ class OpenAIWire:
     def _usage(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> dict[str, Any]:
         # OpenAI caches automatically; the fake reports the whole prompt as cached when the same message list
         # was seen before (https://platform.openai.com/docs/guides/prompt-caching).
-        seen = meta.remember(hashlib.sha256(json.dumps(["openai", prompt.model, body.get("messages")],
-                                                       sort_keys=True).encode()).hexdigest())
+        seen = meta.remember(
+            hashlib.sha256(
+                json.dumps(["openai", prompt.model, body.get("messages")], sort_keys=True).encode()
+            ).hexdigest()
+        )
         return {
             "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": reply.completion_tokens,
             "total_tokens": reply.prompt_tokens + reply.completion_tokens,
             "prompt_tokens_details": {"cached_tokens": reply.prompt_tokens if seen else 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": reply.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
 
     def _tool_calls(self, reply: Reply) -> list[dict[str, Any]]:
-        return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}}
-                for c in reply.tool_calls]
+        return [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}}
+            for c in reply.tool_calls
+        ]
 
     def render(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []}
@@ -152,8 +175,11 @@ class OpenAIWire:
             message["tool_calls"] = self._tool_calls(reply)
         logprobs = _logprobs(reply.text_chunks, body.get("top_logprobs") or 0) if body.get("logprobs") else None
         return {
-            "id": f"chatcmpl-{meta.rid}", "object": "chat.completion", "created": meta.created,
-            "model": prompt.model, "system_fingerprint": "fp_fake",
+            "id": f"chatcmpl-{meta.rid}",
+            "object": "chat.completion",
+            "created": meta.created,
+            "model": prompt.model,
+            "system_fingerprint": "fp_fake",
             "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": _FINISH[reply.finish]}],
             "usage": self._usage(prompt, reply, meta, body),
         }
@@ -162,8 +188,13 @@ class OpenAIWire:
         """`chat.completion.chunk` SSE frames: role, reasoning, content words or tool-call fragments, finish, usage."""
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         usage = self._usage(prompt, reply, meta, body)
-        base = {"id": f"chatcmpl-{meta.rid}", "object": "chat.completion.chunk", "created": meta.created,
-                "model": prompt.model, "system_fingerprint": "fp_fake"}
+        base = {
+            "id": f"chatcmpl-{meta.rid}",
+            "object": "chat.completion.chunk",
+            "created": meta.created,
+            "model": prompt.model,
+            "system_fingerprint": "fp_fake",
+        }
 
         def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> str:
             frame = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
@@ -172,18 +203,30 @@ class OpenAIWire:
             return f"data: {json.dumps(frame)}\n\n"
 
         frames = [chunk({"role": "assistant", "content": "", "refusal": None})]
-        for word in (reply.thinking and [reply.thinking[i:i + 24] for i in range(0, len(reply.thinking), 24)]) or []:
+        for word in (reply.thinking and [reply.thinking[i : i + 24] for i in range(0, len(reply.thinking), 24)]) or []:
             frames.append(chunk({"reasoning_content": word}))
         top_n = body.get("top_logprobs") or 0
         for word in reply.text_chunks:
             lps = _logprobs([word], top_n) if body.get("logprobs") else None
             frames.append(chunk({"content": word}, logprobs=lps))
         for i, call in enumerate(reply.tool_calls):
-            frames.append(chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
-                                                 "function": {"name": call.name, "arguments": ""}}]}))
+            frames.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": call.id,
+                                "type": "function",
+                                "function": {"name": call.name, "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+            )
             args = call.arguments_json
             for j in range(0, len(args), 8):
-                frames.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[j:j + 8]}}]}))
+                frames.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[j : j + 8]}}]}))
         frames.append(chunk({}, finish=_FINISH[reply.finish]))
         if include_usage:
             frames.append(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n")
@@ -205,9 +248,18 @@ class OpenAIWire:
             norm = math.sqrt(sum(v * v for v in raw)) or 1.0
             vector = [v / norm for v in raw]
             if body.get("encoding_format") == "base64":
-                data.append({"object": "embedding", "index": i,
-                             "embedding": base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()})
+                data.append(
+                    {
+                        "object": "embedding",
+                        "index": i,
+                        "embedding": base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode(),
+                    }
+                )
             else:
                 data.append({"object": "embedding", "index": i, "embedding": vector})
-        return {"object": "list", "data": data, "model": body.get("model", ""),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": body.get("model", ""),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }

@@ -13,8 +13,9 @@ import hmac
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "CONTEXT_LIMIT",
@@ -97,7 +98,8 @@ class Directives:
 
 
 def parse_directives(text: str) -> Directives:
-    """Read `[[fail:500]]`, `[[fail:429:2.5]]`, `[[fail_once:500]]`, `[[reset]]`, `[[invalid_json]]`, `[[sleep:1.5]]`, `[[filter]]`."""
+    """Read `[[fail:500]]`, `[[fail:429:2.5]]`, `[[fail_once:500]]`, `[[reset]]`, `[[invalid_json]]`,
+    `[[sleep:1.5]]`, `[[filter]]`."""
     found: dict[str, Any] = {}
     for name, arg in _DIRECTIVE.findall(text):
         try:
@@ -336,17 +338,28 @@ class _Generator:
             merged: dict[str, Any] = {}
             for part in schema["allOf"]:
                 part = self.resolve(part)
-                merged = {**merged, **part, "properties": {**merged.get("properties", {}), **part.get("properties", {})}}
+                merged = {
+                    **merged,
+                    **part,
+                    "properties": {**merged.get("properties", {}), **part.get("properties", {})},
+                }
             return self.make(merged, name, depth + 1)
         kind = schema.get("type")
         if isinstance(kind, list):
             kind = next((k for k in kind if str(k).lower() != "null"), "null")
-        kind = str(kind).lower() if kind else ("object" if "properties" in schema else "array" if "items" in schema else "string")
+        kind = (
+            str(kind).lower()
+            if kind
+            else ("object" if "properties" in schema else "array" if "items" in schema else "string")
+        )
         if kind == "object":
             # Past a few levels only required properties, so recursive schemas (a tree of nodes) stay finite.
             required = schema.get("required") or []
-            return {k: self.make(v, k, depth + 1) for k, v in (schema.get("properties") or {}).items()
-                    if depth < 6 or k in required}
+            return {
+                k: self.make(v, k, depth + 1)
+                for k, v in (schema.get("properties") or {}).items()
+                if depth < 6 or k in required
+            }
         if kind == "array":
             count = max(int(schema.get("minItems", 0)), 1 if depth < 6 else 0)
             return [self.make(schema.get("items", {}), name, depth + 1) for _ in range(count)]
@@ -381,7 +394,8 @@ class Wire(Protocol):
     def is_stream(self, body: dict[str, Any], query: Any) -> bool: ...
     def parse(self, body: dict[str, Any], model: str) -> Prompt: ...
     def validate(self, body: dict[str, Any]) -> str | None: ...
-    def error(self, status: int, kind: str, *, model: str = "", prompt_tokens: int = 0,
-              message: str | None = None) -> dict[str, Any]: ...
+    def error(
+        self, status: int, kind: str, *, model: str = "", prompt_tokens: int = 0, message: str | None = None
+    ) -> dict[str, Any]: ...
     def render(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> dict[str, Any]: ...
     def render_stream(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> list[str]: ...

@@ -17,8 +17,9 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -155,7 +156,7 @@ class FakeProvider:
     # -- addresses ---------------------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        """"http://127.0.0.1:PORT" (after `start()`)."""
+        """ "http://127.0.0.1:PORT" (after `start()`)."""
         return f"http://{self._host}:{self._port}"
 
     def api_base(self, provider: str) -> str:
@@ -185,8 +186,7 @@ class FakeProvider:
     def count_for(self, provider: str | None = None, model: str | None = None) -> int:
         """Requests for one provider and/or model name (as sent on the wire, without LiteLLM's prefix)."""
         with self._lock:
-            return sum(1 for r in self._requests
-                       if provider in (None, r.provider) and model in (None, r.model))
+            return sum(1 for r in self._requests if provider in (None, r.provider) and model in (None, r.model))
 
     def count_status(self, status: int) -> int:
         """Responses sent with this HTTP status (connection resets have none)."""
@@ -206,8 +206,14 @@ class FakeProvider:
             self._buckets.clear()
             self._seen.clear()
 
-    def fail_next(self, n: int = 1, kind: str = "status", status: int = 500, retry_after: float | None = None,
-                  hang_s: float = 30.0) -> None:
+    def fail_next(
+        self,
+        n: int = 1,
+        kind: str = "status",
+        status: int = 500,
+        retry_after: float | None = None,
+        hang_s: float = 30.0,
+    ) -> None:
         """Make the next `n` requests fail.
 
         kind: "status" (HTTP `status` with the provider's error body; `retry_after` seconds go in the
@@ -219,8 +225,9 @@ class FakeProvider:
         with self._lock:
             self._faults.extend([_Fault(kind, status, retry_after, hang_s)] * n)
 
-    def set_faults(self, error_rate: float = 0.0, reset_rate: float = 0.0, status: int = 500,
-                   seed: int | None = None) -> None:
+    def set_faults(
+        self, error_rate: float = 0.0, reset_rate: float = 0.0, status: int = 500, seed: int | None = None
+    ) -> None:
         """Fail a random share of requests (HTTP `status` or a reset), reproducibly for a given seed."""
         if error_rate < 0 or reset_rate < 0 or error_rate + reset_rate > 1:
             raise ValueError("error_rate and reset_rate must be >= 0 and sum to at most 1")
@@ -269,16 +276,26 @@ class FakeProvider:
             return (1.0 - tokens) / rate
 
     @web.middleware
-    async def _count_status(self, request: web.Request,
-                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _count_status(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             response = await handler(request)
         except web.HTTPException:
             raise
         except Exception:  # noqa: BLE001 - a bug in the fake must still answer in a shape clients parse
             logger.exception("FakeProvider failed on %s", request.path)
-            response = web.json_response({"error": {"message": "FakeProvider internal error", "type": "server_error",
-                                                    "code": 500, "status": "INTERNAL"}}, status=500)
+            response = web.json_response(
+                {
+                    "error": {
+                        "message": "FakeProvider internal error",
+                        "type": "server_error",
+                        "code": 500,
+                        "status": "INTERNAL",
+                    }
+                },
+                status=500,
+            )
         with self._lock:
             self._statuses[response.status] += 1
         return response
@@ -286,10 +303,20 @@ class FakeProvider:
     def _route(self, wire: Wire, endpoint: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             return await self._handle(request, wire, endpoint)
+
         return handle
 
-    def _error(self, wire: Wire, status: int, kind: str, model: str, *, retry_after: float | None = None,
-               prompt_tokens: int = 0, message: str | None = None) -> web.Response:
+    def _error(
+        self,
+        wire: Wire,
+        status: int,
+        kind: str,
+        model: str,
+        *,
+        retry_after: float | None = None,
+        prompt_tokens: int = 0,
+        message: str | None = None,
+    ) -> web.Response:
         if kind == "status":  # an injected 401/404/429 looks like the real one, so clients classify it alike
             kind = {401: "auth", 404: "not_found", 429: "rate_limit"}.get(status, kind)
         headers = {}
@@ -299,8 +326,9 @@ class FakeProvider:
         body = wire.error(status, kind, model=model, prompt_tokens=prompt_tokens, message=message)
         return web.json_response(body, status=status, headers=headers)
 
-    async def _fault(self, request: web.Request, wire: Wire, fault: _Fault, model: str,
-                     stream: bool) -> web.StreamResponse | None:
+    async def _fault(
+        self, request: web.Request, wire: Wire, fault: _Fault, model: str, stream: bool
+    ) -> web.StreamResponse | None:
         """Answer with the fault, or None to continue normally (after a "timeout" hang)."""
         logger.debug("FakeProvider fault %s on %s", fault, request.path)
         if fault.kind == "status":
@@ -327,8 +355,9 @@ class FakeProvider:
         model, key = wire.model(body, path_model), wire.api_key(request.headers, request.query)
         stream = wire.is_stream(body, request.query)
         with self._lock:
-            self._requests.append(RecordedRequest(wire.name, request.path, model, body, _key_hash(key), stream,
-                                                  time.monotonic()))
+            self._requests.append(
+                RecordedRequest(wire.name, request.path, model, body, _key_hash(key), stream, time.monotonic())
+            )
             fault = self._take_fault() if valid else None
         if not valid:
             return self._error(wire, 400, "invalid", model, message="The request body must be a JSON object.")
@@ -349,8 +378,9 @@ class FakeProvider:
             return web.json_response(self._openai.embeddings(body))
         return await self._chat(request, wire, body, model, stream)
 
-    async def _chat(self, request: web.Request, wire: Wire, body: dict[str, Any], model: str,
-                    stream: bool) -> web.StreamResponse:
+    async def _chat(
+        self, request: web.Request, wire: Wire, body: dict[str, Any], model: str, stream: bool
+    ) -> web.StreamResponse:
         prompt = wire.parse(body, model)
         directives = parse_directives(prompt.last_user)
         once = directives.fail_once
