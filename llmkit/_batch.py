@@ -110,6 +110,9 @@ async def as_completed(
     key_of: dict[asyncio.Task[Completion], tuple[str, ...]] = {}
     # Without a cache, recent answers are kept so a nearby repeat in this batch is not sent again.
     finished: OrderedDict[tuple[str, ...], Completion] | None = OrderedDict() if client.cache is None else None
+    # Tasks report themselves here when done: waiting on one queue is O(1) per completion, where asyncio.wait
+    # would add and remove a callback on every in-flight task each time (O(max_in_flight)).
+    done: asyncio.Queue[asyncio.Task[Completion]] = asyncio.Queue()
     errors = 0
     exhausted = False
 
@@ -145,21 +148,21 @@ async def as_completed(
                 task = by_key.get(key)
                 if task is None:
                     task = asyncio.ensure_future(client._complete(plan))
+                    task.add_done_callback(done.put_nowait)
                     by_key[key] = task
                     key_of[task] = key
                     waiting[task] = []
                 waiting[task].append(index)
             if not waiting:
                 return
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                key = key_of.pop(task)
-                del by_key[key]
-                completion = task.result()
-                if finished is not None and completion.ok:
-                    _remember(finished, key, completion)
-                for index in waiting.pop(task):
-                    yield emit(index, completion)
+            task = await done.get()
+            key = key_of.pop(task)
+            del by_key[key]
+            completion = task.result()
+            if finished is not None and completion.ok:
+                _remember(finished, key, completion)
+            for index in waiting.pop(task):
+                yield emit(index, completion)
     finally:
         for task in waiting:
             task.cancel()
