@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +91,9 @@ class RemoteFake:
     def rate_limit(self, requests_per_minute: float | None = 600) -> None:
         self._call("rate_limit", requests_per_minute=requests_per_minute)
 
-    def set_faults(self, error_rate: float = 0.0, reset_rate: float = 0.0, status: int = 500, seed: int | None = None) -> None:
+    def set_faults(
+        self, error_rate: float = 0.0, reset_rate: float = 0.0, status: int = 500, seed: int | None = None
+    ) -> None:
         self._call("set_faults", error_rate=error_rate, reset_rate=reset_rate, status=status, seed=seed)
 
     def reset(self) -> None:
@@ -278,7 +280,7 @@ def profile_report(profiler: Any, calls: int, top: int = 15, own: str = "/llmkit
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + " |" for row in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 

@@ -126,7 +126,7 @@ async def bench_throughput(fake: RemoteFake, n: int, reps: int, concurrency: int
     for name in names:
         wall = [t.wall_s for t in samples[name]]
         cpu = [t.cpu_s for t in samples[name]]
-        ratio = median([w / r for w, r in zip(wall, raw_wall)])
+        ratio = median([w / r for w, r in zip(wall, raw_wall, strict=False)])
         rows.append([name, median(wall), ratio, median(cpu) / n * 1e3, n / median(wall)])
     print(
         markdown_table(
@@ -137,10 +137,14 @@ async def bench_throughput(fake: RemoteFake, n: int, reps: int, concurrency: int
         f"\n{n:,} prompts, concurrency {concurrency}, fake latency 50 ms, {reps} alternating repetitions. "
         f"Latency-bound ideal: {n / concurrency * 0.05:.1f} s; the client is CPU-bound well before that."
     )
-    kit_ratio, lc_ratio = rows[1][2], rows[2][2]
+    kit_ratio = rows[1][2]
     verdicts = [
         _verdict("throughput: llmkit wall <= 1.05x raw", kit_ratio <= 1.05, f"{kit_ratio:.3f}x"),
-        _verdict("throughput: llmkit faster than ChatLiteLLM", rows[1][1] < rows[2][1], f"{rows[1][1]:.2f} s vs {rows[2][1]:.2f} s"),
+        _verdict(
+            "throughput: llmkit faster than ChatLiteLLM",
+            rows[1][1] < rows[2][1],
+            f"{rows[1][1]:.2f} s vs {rows[2][1]:.2f} s",
+        ),
     ]
     print("\n" + "\n".join(verdicts))
     if profile:
@@ -183,7 +187,7 @@ async def bench_rate_limits(fake: RemoteFake, n: int, rpm: float, client_limit: 
     ideal = _ideal_rate_limited_s(n, rpm, 0.05)
     attempts, answered_429 = fake.count, fake.count_status(429)
     lost = sum(1 for c in results if not c.ok)
-    wrong = sum(1 for c, p in zip(results, prompts) if c.ok and c.text != _echo(p))
+    wrong = sum(1 for c, p in zip(results, prompts, strict=False) if c.ok and c.text != _echo(p))
     status = client.status
     errors = sorted({type(c.error).__name__ for c in results if c.error is not None})
     rows = [
@@ -203,8 +207,19 @@ async def bench_rate_limits(fake: RemoteFake, n: int, rpm: float, client_limit: 
     ]
     print(
         markdown_table(
-            ["client", "prompts", "wall s", "ideal s", "wall/ideal", "requests", "requests/prompt", "429s",
-             "429 % of requests", "lost", "wrong"],
+            [
+                "client",
+                "prompts",
+                "wall s",
+                "ideal s",
+                "wall/ideal",
+                "requests",
+                "requests/prompt",
+                "429s",
+                "429 % of requests",
+                "lost",
+                "wrong",
+            ],
             rows,
         )
     )
@@ -214,8 +229,14 @@ async def bench_rate_limits(fake: RemoteFake, n: int, rpm: float, client_limit: 
     print(f"fake: {rpm:.0f} requests/min per key (bucket capacity {rpm:.0f}, then {rpm / 60:.0f}/s), latency 50 ms")
     if client_limit:
         verdicts = [
-            _verdict("ratelimit: wall within 10% of ideal", t.wall_s <= 1.10 * ideal, f"{t.wall_s:.2f} s vs {ideal:.2f} s"),
-            _verdict("ratelimit: < 1% of requests answered 429", answered_429 < 0.01 * attempts, f"{answered_429} of {attempts}"),
+            _verdict(
+                "ratelimit: wall within 10% of ideal", t.wall_s <= 1.10 * ideal, f"{t.wall_s:.2f} s vs {ideal:.2f} s"
+            ),
+            _verdict(
+                "ratelimit: < 1% of requests answered 429",
+                answered_429 < 0.01 * attempts,
+                f"{answered_429} of {attempts}",
+            ),
             _verdict("ratelimit: zero lost", lost == 0 and wrong == 0, f"{lost} lost, {wrong} wrong"),
         ]
     else:
@@ -257,11 +278,22 @@ async def bench_faults(fake: RemoteFake, n: int) -> list[str]:
     attempts, ok_200, answered_500 = fake.count, fake.count_status(200), fake.count_status(500)
     resets = attempts - ok_200 - answered_500
     failed = sum(1 for c in results if not c.ok)
-    in_order = len(results) == n and all(c.text == _echo(p) for c, p in zip(results, prompts))
+    in_order = len(results) == n and all(c.text == _echo(p) for c, p in zip(results, prompts, strict=False))
     rows = [[n, distinct, t.wall_s, attempts, answered_500, resets, ok_200, failed, in_order, entries]]
     print(
         markdown_table(
-            ["prompts", "distinct", "wall s", "requests", "500s", "resets", "200s", "failed", "in order", "cache entries"],
+            [
+                "prompts",
+                "distinct",
+                "wall s",
+                "requests",
+                "500s",
+                "resets",
+                "200s",
+                "failed",
+                "in order",
+                "cache entries",
+            ],
             rows,
         )
     )
@@ -293,7 +325,10 @@ async def bench_cache(fake: RemoteFake, n: int) -> list[str]:
             await client.abatch(prompts)
         sent_first = fake.count
         rows.append(["first pass (latency 0)", first.wall_s, n / first.wall_s, first.cpu_s / n * 1e3, sent_first])
-        reruns = {"rerun, same client": client, "rerun, new client on the same directory": LLMClient(model, cache=ResponseCache(tmp))}
+        reruns = {
+            "rerun, same client": client,
+            "rerun, new client on the same directory": LLMClient(model, cache=ResponseCache(tmp)),
+        }
         verdicts = []
         for name, rerun_client in reruns.items():
             before = fake.count
@@ -301,11 +336,15 @@ async def bench_cache(fake: RemoteFake, n: int) -> list[str]:
                 results = await rerun_client.abatch(prompts)
             sent = fake.count - before
             hits = sum(1 for c in results if c.cache_hit)
-            right = all(c.text == _echo(p) for c, p in zip(results, prompts))
+            right = all(c.text == _echo(p) for c, p in zip(results, prompts, strict=False))
             rate = n / t.wall_s
             rows.append([name, t.wall_s, rate, t.cpu_s / n * 1e3, sent])
             verdicts += [
-                _verdict(f"cache {name}: 0 requests, all hits, right answers", sent == 0 and hits == n and right, f"{sent} sent, {hits:,} hits"),
+                _verdict(
+                    f"cache {name}: 0 requests, all hits, right answers",
+                    sent == 0 and hits == n and right,
+                    f"{sent} sent, {hits:,} hits",
+                ),
                 _verdict(f"cache {name}: >= 5,000 completions/s", rate >= 5_000, f"{rate:,.0f}/s"),
             ]
             rerun_client.close()
@@ -339,8 +378,12 @@ async def _memory_child(mode: str, n: int, base: str, trace: bool) -> dict[str, 
             pending.add(
                 asyncio.ensure_future(
                     litellm.acompletion(
-                        model=MODEL, messages=[{"role": "user", "content": prompt}], num_retries=0, max_retries=0,
-                        api_base=base, api_key=f"k-memory-{mode}",
+                        model=MODEL,
+                        messages=[{"role": "user", "content": prompt}],
+                        num_retries=0,
+                        max_retries=0,
+                        api_base=base,
+                        api_key=f"k-memory-{mode}",
                     )
                 )
             )
@@ -423,8 +466,11 @@ def bench_memory(fake: RemoteFake, n: int, modes: tuple[str, ...], trace: bool) 
         cp = result["checkpoints_mb"]
         rows.append(
             [
-                {"as_completed": "llmkit as_completed (no cache)", "abatch": "llmkit abatch (no cache, holds results)",
-                 "raw": "raw litellm, 100 in flight, nothing kept"}[mode],
+                {
+                    "as_completed": "llmkit as_completed (no cache)",
+                    "abatch": "llmkit abatch (no cache, holds results)",
+                    "raw": "raw litellm, 100 in flight, nothing kept",
+                }[mode],
                 f"{n:,}",
                 result["ok"],
                 result["baseline_mb"],
@@ -441,13 +487,23 @@ def bench_memory(fake: RemoteFake, n: int, modes: tuple[str, ...], trace: bool) 
             verdicts.append(_verdict("memory: as_completed peak RSS growth < 300 MB", growth < 300, f"{growth:.0f} MB"))
     print(
         markdown_table(
-            ["run", "prompts", "ok", "baseline RSS MB", "peak growth MB", "growth at 25/50/75/100% MB", "bytes/prompt",
-             "prompts/s"],
+            [
+                "run",
+                "prompts",
+                "ok",
+                "baseline RSS MB",
+                "peak growth MB",
+                "growth at 25/50/75/100% MB",
+                "bytes/prompt",
+                "prompts/s",
+            ],
             rows,
         )
     )
-    print("\nGenerator input, fake latency 0, 100 in flight; RSS sampled every 20 ms (psutil) in a thread; each run in a "
-          "fresh process after a 500-prompt warm-up.")
+    print(
+        "\nGenerator input, fake latency 0, 100 in flight; RSS sampled every 20 ms (psutil) in a thread; each run in a "
+        "fresh process after a 500-prompt warm-up."
+    )
     print("\n" + "\n".join(verdicts))
     return verdicts
 
@@ -480,7 +536,9 @@ def main() -> None:
     start = time.perf_counter()
     with RemoteFake() as fake:
         if "throughput" in parts:
-            verdicts += asyncio.run(bench_throughput(fake, 400 if quick else 2_000, 1 if quick else 3, 100, args.profile))
+            verdicts += asyncio.run(
+                bench_throughput(fake, 400 if quick else 2_000, 1 if quick else 3, 100, args.profile)
+            )
         if "ratelimit" in parts:
             verdicts += asyncio.run(bench_rate_limits(fake, 700 if quick else 1_000, 600, client_limit=True))
         if "ratelimit-server" in parts:

@@ -51,7 +51,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 start = time.perf_counter()
 import {module}
 elapsed = time.perf_counter() - start
-print(json.dumps({{"import_s": elapsed, "loaded": {{m: m in sys.modules for m in ("litellm", "langchain_core", "aiohttp", "openai")}}}}))
+heavy = ("litellm", "langchain_core", "aiohttp", "openai")
+print(json.dumps({{"import_s": elapsed, "loaded": {{m: m in sys.modules for m in heavy}}}}))
 """
 
 _FIRST_ANSWER_CHILD = """
@@ -159,7 +160,9 @@ async def bench_overhead(n: int, reps: int, concurrency: int, base: str, profile
         return await client.acomplete(f"overhead prompt {i}")
 
     async def kit_batch(offset: int, count: int) -> None:
-        results = await client.abatch([f"overhead prompt {offset + i}" for i in range(count)], max_in_flight=concurrency)
+        results = await client.abatch(
+            [f"overhead prompt {offset + i}" for i in range(count)], max_in_flight=concurrency
+        )
         assert all(c.ok for c in results)
 
     # Warm up: connection pools, LiteLLM's first-call imports and llmkit's provider-facts cache.
@@ -208,9 +211,9 @@ async def bench_overhead(n: int, reps: int, concurrency: int, base: str, profile
         for name in names:
             wall = [t.wall_s for t in samples[name]]
             cpu = [t.cpu_s for t in samples[name]]
-            ratios = sorted(w / r for w, r in zip(wall, raw_wall))
+            ratios = sorted(w / r for w, r in zip(wall, raw_wall, strict=False))
             ratio = median(ratios)
-            extra_cpu_ms = median([(c - r) / n * 1e3 for c, r in zip(cpu, raw_cpu)])
+            extra_cpu_ms = median([(c - r) / n * 1e3 for c, r in zip(cpu, raw_cpu, strict=False)])
             rows.append(
                 [
                     mode,
@@ -284,8 +287,12 @@ async def bench_breakdown(n: int, base: str) -> None:
     from llmkit._transport import LiteLLMTransport
 
     response = await litellm.acompletion(
-        model=MODEL, messages=[{"role": "user", "content": "breakdown"}], num_retries=0, max_retries=0,
-        api_base=base, api_key=API_KEY,
+        model=MODEL,
+        messages=[{"role": "user", "content": "breakdown"}],
+        num_retries=0,
+        max_retries=0,
+        api_base=base,
+        api_key=API_KEY,
     )
 
     class Replay(LiteLLMTransport):
@@ -312,9 +319,15 @@ async def bench_breakdown(n: int, base: str) -> None:
         ("  plan(): messages, merge, capability check, fingerprint", lambda: client.plan(f"p {next(counter)}")),
         ("  _retry.retrying() + one successful attempt (tenacity)", retry_loop),
         ("  _transport._kwargs()", lambda: transport._kwargs(request)),
-        ("  _transport._completion(): model_dump + normalize + cost", lambda: transport._completion(response, request, 0.0)),
+        (
+            "  _transport._completion(): model_dump + normalize + cost",
+            lambda: transport._completion(response, request, 0.0),
+        ),
         ("    of which ModelResponse.model_dump()", lambda: response.model_dump()),
-        ("  Completion.model_copy(attempts, latency_s)", lambda: completion.model_copy(update={"attempts": 1, "latency_s": 0.1})),
+        (
+            "  Completion.model_copy(attempts, latency_s)",
+            lambda: completion.model_copy(update={"attempts": 1, "latency_s": 0.1}),
+        ),
         ("  status.record()", lambda: client.status.record(completion)),
     ]
     rows = [[name, await _per_op_us(op, n)] for name, op in stages]
