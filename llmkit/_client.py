@@ -36,13 +36,17 @@ _CHARS_PER_TOKEN = 4
 
 @dataclass
 class _Tries:
-    """One call's attempts so far (``charged``: those that count against ``max_attempts``, see ``_retry``), and the
-    deployment that failed last (the retry avoids it)."""
+    """One call's attempts so far, and the deployment that failed last (the retry avoids it)."""
 
     count: int = 0
-    charged: int = 0
+    uncharged: int = 0
     last_failed: int | None = None
     sent_at: float | None = None
+
+    @property
+    def charged(self) -> int:
+        """The attempts that count against ``max_attempts`` (see ``_retry``)."""
+        return self.count - self.uncharged
 
 
 @dataclass(frozen=True)
@@ -283,7 +287,6 @@ class LLMClient:
                 permit.release()
             raise
         tries.count += 1
-        tries.charged += 1
         tries.sent_at = self._router.clock()
         if tries.count > 1:
             self.status.add("retried")
@@ -309,7 +312,7 @@ class LLMClient:
 
     def _failed(self, index: int, exc: LLMError, tries: _Tries) -> None:
         if not self._router.on_failure(index, exc, sent_at=tries.sent_at):
-            tries.charged -= 1
+            tries.uncharged += 1
         tries.last_failed = index
         if isinstance(exc, RateLimitError):
             self.status.add("rate_limited")

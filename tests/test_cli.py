@@ -320,17 +320,6 @@ def test_limit_options_reach_the_client(
 # -- run --local: a real model on this machine -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def llama_cpp_installed() -> None:
-    """As tests/local/conftest.py: skip only when llama_cpp does not import and LLMKIT_REQUIRE_LOCAL is unset."""
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("LLMKIT_REQUIRE_LOCAL"):
-            pytest.fail(f"LLMKIT_REQUIRE_LOCAL is set but llama_cpp does not import: {exc!r}", pytrace=False)
-        pytest.skip(f"llama_cpp does not import ({exc}); pip install -e '.[local]'")
-
-
 def test_local_without_the_extra_is_one_line_with_the_install_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

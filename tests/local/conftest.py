@@ -6,23 +6,12 @@ install fails there instead of going green.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from llmkit import LLMClient, Model, RetryPolicy, SamplingParams
 from llmkit.local import LocalModelServer
-
-
-@pytest.fixture(scope="session")
-def llama_cpp_installed() -> None:
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("LLMKIT_REQUIRE_LOCAL"):
-            pytest.fail(f"LLMKIT_REQUIRE_LOCAL is set but llama_cpp does not import: {exc!r}", pytrace=False)
-        pytest.skip(f"llama_cpp does not import ({exc}); pip install -e '.[local]'")
 
 
 @pytest.fixture(scope="session")
