@@ -47,16 +47,19 @@ def out_of_attempts(policy: RetryPolicy, attempts: int, charged: int) -> bool:
 def retrying(
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    charged: Callable[[], int] | None = None,
+    attempts: Callable[[], tuple[int, int]] | None = None,
 ) -> AsyncRetrying:
-    """``charged`` counts the attempts that count against ``max_attempts``; None charges every attempt."""
+    """Tenacity for ``policy``. ``attempts`` gives (attempts made, attempts charged) so far, counting any made before
+    tenacity took over (the client makes the first one bare); None counts tenacity's own, all charged."""
+
+    def counts(state: RetryCallState) -> tuple[int, int]:
+        return attempts() if attempts is not None else (state.attempt_number, state.attempt_number)
 
     def wait(state: RetryCallState) -> float:
-        return wait_s(policy, state.outcome.exception() if state.outcome else None, state.attempt_number)
+        return wait_s(policy, state.outcome.exception() if state.outcome else None, counts(state)[0])
 
     def stop(state: RetryCallState) -> bool:
-        attempts = state.attempt_number
-        return out_of_attempts(policy, attempts, attempts if charged is None else charged())
+        return out_of_attempts(policy, *counts(state))
 
     return AsyncRetrying(
         stop=stop,

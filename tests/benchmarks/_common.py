@@ -15,6 +15,7 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -166,22 +167,36 @@ def _serve(latency_s: float, seed: int) -> None:
 
 @dataclass
 class Timing:
-    """Wall and process CPU seconds (all threads of this process; the fake runs elsewhere)."""
+    """Wall and process CPU seconds (all threads of this process; the fake runs elsewhere), and the part of them the
+    cyclic garbage collector took: with litellm imported a full collection walks a heap of millions of objects."""
 
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    gc_s: float = 0.0
+    full_collections: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 @contextmanager
 def timed() -> Iterator[Timing]:
     result = Timing()
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        result.gc_s += time.perf_counter() - started[0]
+        result.full_collections += info["generation"] == 2
+
+    gc.callbacks.append(on_gc)
     wall, cpu = time.perf_counter(), time.process_time()
     try:
         yield result
     finally:
         result.wall_s = time.perf_counter() - wall
         result.cpu_s = time.process_time() - cpu
+        gc.callbacks.remove(on_gc)
 
 
 def quiet_litellm() -> Any:

@@ -17,6 +17,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import argparse
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -198,11 +199,16 @@ async def bench_overhead(n: int, reps: int, concurrency: int, base: str, profile
             for index in range(0, n, block):
                 count = min(block, n - index)
                 for name in names if (index // block) % 2 == 0 else names[::-1]:
+                    # A full collection walks litellm's heap for ~0.3 s: without this, whichever block happens to
+                    # cross the collector's threshold pays for every block's garbage (+0.3 ms on each of its calls).
+                    gc.collect()
                     with timed() as t:
                         await runners[name](offset, count)
                     offset += count
                     totals[name].wall_s += t.wall_s
                     totals[name].cpu_s += t.cpu_s
+                    totals[name].gc_s += t.gc_s
+                    totals[name].full_collections += t.full_collections
             for name in names:
                 samples[name].append(totals[name])
             progress(f"{mode} rep {rep + 1}/{reps}")
@@ -223,6 +229,8 @@ async def bench_overhead(n: int, reps: int, concurrency: int, base: str, profile
                     ratio,
                     f"{ratios[0]:.2f}-{ratios[-1]:.2f}",
                     extra_cpu_ms,
+                    median([t.gc_s for t in samples[name]]) / n * 1e3,
+                    median([t.full_collections for t in samples[name]]),
                     n / median(wall),
                 ]
             )
@@ -242,6 +250,8 @@ async def bench_overhead(n: int, reps: int, concurrency: int, base: str, profile
                 "wall vs raw (paired median)",
                 "paired range",
                 "CPU ms/call vs raw",
+                "GC ms/call",
+                "full collections",
                 "calls/s",
             ],
             rows,
@@ -317,7 +327,7 @@ async def bench_breakdown(n: int, base: str) -> None:
     stages = [
         ("whole acomplete, provider call replayed", lambda: client.acomplete(f"p {next(counter)}")),
         ("  plan(): messages, merge, capability check, fingerprint", lambda: client.plan(f"p {next(counter)}")),
-        ("  _retry.retrying() + one successful attempt (tenacity)", retry_loop),
+        ("  _retry.retrying() + one attempt (tenacity; used from the second attempt on)", retry_loop),
         ("  _transport._kwargs()", lambda: transport._kwargs(request)),
         (
             "  _transport._completion(): model_dump + normalize + cost",
