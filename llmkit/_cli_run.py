@@ -412,13 +412,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     tally = _Tally(chosen.secrets)
     start = time.perf_counter()
     interrupted = False
-    with _backend(args, pool.models) as (models, server):
+    with _backend(args, [*pool.models, *pool.context_window_fallbacks]) as (deployments, server):
+        models, fallbacks = deployments[: len(pool.models)], deployments[len(pool.models) :]
         cache = _cache(args, settings, pool.cache)
         if cache is None:
             note("cache off")
         else:
             note(f"cache {cache.path}" + (f" (namespace {cache.namespace})" if cache.namespace else ""))
-        client = LLMClient(models, sampling=pool.sampling, limits=limits, retry=retry, cache=cache)
+        client = LLMClient(
+            models,
+            sampling=pool.sampling,
+            limits=limits,
+            retry=retry,
+            cache=cache,
+            context_window_fallbacks=fallbacks,
+        )
         with client, open(args.output, "w", encoding="utf-8") as out:
             try:
                 # LiteLLM prints "Give Feedback / Get Help" banners on stdout for every failed attempt; run writes

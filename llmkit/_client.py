@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from . import _batch, _sync
@@ -26,9 +27,11 @@ from ._router import Router
 from ._status import StatusTracker
 from ._transport import LiteLLMTransport, Request, Transport
 from ._types import Message, MessagesInput
-from .errors import ConfigError, LLMError, RateLimitError, UnsupportedFeatureError
+from .errors import ConfigError, ContextWindowExceededError, LLMError, RateLimitError, UnsupportedFeatureError
 
 __all__ = ["LLMClient"]
+
+logger = logging.getLogger("llmkit")
 
 _DEFAULT_OUTPUT_ESTIMATE = 256
 _CHARS_PER_TOKEN = 4
@@ -51,27 +54,35 @@ class _Tries:
 
 @dataclass(frozen=True)
 class _Plan:
-    """One call, resolved: a request per capable deployment and the cache keys to look under."""
+    """One call, resolved: a request per deployment and the cache keys to look under.
+
+    ``fallbacks`` are the indexes in ``requests`` of the context-window fallbacks, in order; routing never picks them.
+    """
 
     requests: dict[int, Request]
     fingerprints: dict[int, str]
     tokens: int
     prefer: str | None
+    fallbacks: tuple[int, ...] = ()
+
+    def only(self, indexes: Collection[int]) -> _Plan:
+        return replace(self, requests={i: self.requests[i] for i in indexes}, fallbacks=())
 
 
-def _as_models(models: Model | str | Sequence[Model | str]) -> list[Model]:
+def _as_models(models: Model | str | Sequence[Model | str] | None) -> list[Model]:
     if isinstance(models, (Model, str)):
         models = [models]
-    resolved = [Model(m) if isinstance(m, str) else m for m in models]
-    if not resolved:
-        raise ConfigError("LLMClient needs at least one model: LLMClient(models=[Model('openai/gpt-4o-mini')])")
-    return resolved
+    return [Model(m) if isinstance(m, str) else m for m in models or ()]
 
 
 def _as_cache(cache: ResponseCache | str | os.PathLike[str] | None) -> ResponseCache | None:
     if cache is None or isinstance(cache, ResponseCache):
         return cache
     return ResponseCache(cache)
+
+
+def _log_fallback(exc: ContextWindowExceededError) -> None:
+    logger.info("the prompt is too long for %s; trying the next context-window fallback", exc.model)
 
 
 def _estimate_tokens(messages: list[Message], sampling: SamplingParams) -> int:
@@ -85,7 +96,8 @@ class LLMClient:
 
     ``models``: deployments (or model strings) routed by weight. ``sampling``: defaults for every call (a call's own
     sampling overrides it; a model's ``sampling`` is the lowest layer). ``cache``: a ``ResponseCache`` or a directory,
-    None for no cache. ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
+    None for no cache. ``context_window_fallbacks``: models tried in order, only for a prompt that a pool model
+    refused as too long. ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
     """
 
     def __init__(
@@ -96,12 +108,16 @@ class LLMClient:
         limits: RateLimits | None = None,
         retry: RetryPolicy | None = None,
         cache: ResponseCache | str | os.PathLike[str] | None = None,
+        context_window_fallbacks: Model | str | Sequence[Model | str] | None = None,
         transport: Transport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
     ) -> None:
         self.models = _as_models(models)
+        if not self.models:
+            raise ConfigError("LLMClient needs at least one model: LLMClient(models=[Model('openai/gpt-4o-mini')])")
+        self.context_window_fallbacks = _as_models(context_window_fallbacks)
         self.sampling = sampling
         self.limits = limits
         self.retry = retry or RetryPolicy()
@@ -109,10 +125,13 @@ class LLMClient:
         self.status = StatusTracker()
         self._transport = transport or LiteLLMTransport()
         self._sleep = sleep
-        self._router = Router(self.models, rng=random.Random(seed), clock=clock)
+        # One index space for every deployment: the pool's first, then the fallbacks (they cool down and leave the
+        # pool like any deployment, but routing only reaches them through _views).
+        self._deployments = [*self.models, *self.context_window_fallbacks]
+        self._router = Router(self._deployments, rng=random.Random(seed), clock=clock)
         self._limiter = self._new_limiter(limits, clock)
-        self._model_limiters = [self._new_limiter(m.limits, clock) for m in self.models]
-        self._default_sampling = [merge(m.sampling, sampling) for m in self.models]
+        self._model_limiters = [self._new_limiter(m.limits, clock) for m in self._deployments]
+        self._default_sampling = [merge(m.sampling, sampling) for m in self._deployments]
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, pool: str = "default") -> LLMClient:
@@ -128,7 +147,12 @@ class LLMClient:
 
     def __repr__(self) -> str:
         cache = self.cache.path if self.cache is not None else None
-        return f"LLMClient(models={[m.name for m in self.models]!r}, cache={cache})"
+        fallbacks = [m.name for m in self.context_window_fallbacks]
+        return (
+            f"LLMClient(models={[m.name for m in self.models]!r}, "
+            + (f"context_window_fallbacks={fallbacks!r}, " if fallbacks else "")
+            + f"cache={cache})"
+        )
 
     # -- one call ---------------------------------------------------------------------------------------------
 
@@ -204,8 +228,13 @@ class LLMClient:
         requests: dict[int, Request] = {}
         fingerprints: dict[int, str] = {}
         by_key: dict[tuple[str, SamplingParams, str], str] = {}
-        for index in self._router.available() or range(len(self.models)):
-            model = self.models[index]
+        pool = len(self.models)
+        alive = self._router.available()
+        # With every pool model removed, the plan keeps them all, so routing raises NoModelAvailableError with reasons.
+        routed = [i for i in alive if i < pool] or range(pool)
+        fallbacks = tuple(i for i in alive if i >= pool)
+        for index in [*routed, *fallbacks]:
+            model = self._deployments[index]
             merged = (
                 self._default_sampling[index] if sampling is None else merge(model.sampling, self.sampling, sampling)
             )
@@ -221,7 +250,19 @@ class LLMClient:
                 )
             fingerprints[index] = by_key[key]
         first = next(iter(requests.values()))
-        return _Plan(requests, fingerprints, _estimate_tokens(messages, first.sampling), prefer_model)
+        return _Plan(requests, fingerprints, _estimate_tokens(messages, first.sampling), prefer_model, fallbacks)
+
+    def _views(self, plan: _Plan) -> list[_Plan]:
+        """What to try, in order: the capable pool, then each capable context-window fallback alone."""
+        if not plan.fallbacks:
+            return [self._capable(plan)]
+        views = [self._capable(plan.only(plan.requests.keys() - set(plan.fallbacks)))]
+        for index in plan.fallbacks:
+            try:
+                views.append(self._capable(plan.only((index,))))
+            except UnsupportedFeatureError as exc:
+                logger.info("context-window fallback %s skipped: %s", exc.model, exc.message)
+        return views
 
     def _capable(self, plan: _Plan) -> _Plan:
         """The plan without the deployments that cannot do what it asks; ``UnsupportedFeatureError`` if none can."""
@@ -259,12 +300,21 @@ class LLMClient:
         tries = _Tries()
         index: int | None = None
         try:
-            index, completion = await self._attempts(self._capable(plan), tries)
+            index, completion = await self._routed(self._views(plan), tries)
         except LLMError as exc:
             index, completion = None, Completion(finish_reason="error", error=exc, model=exc.model)
         completion = completion.model_copy(update={"attempts": tries.count, "latency_s": time.perf_counter() - start})
         self._store(plan, index, completion)
         return completion
+
+    async def _routed(self, views: list[_Plan], tries: _Tries) -> tuple[int, Completion]:
+        """The pool's attempts; a prompt too long for it goes to each context-window fallback in turn."""
+        for view in views[:-1]:
+            try:
+                return await self._attempts(view, tries)
+            except ContextWindowExceededError as exc:
+                _log_fallback(exc)
+        return await self._attempts(views[-1], tries)
 
     async def _attempts(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
         """The first attempt runs bare; after a retryable failure, tenacity runs the rest.
@@ -332,9 +382,29 @@ class LLMClient:
             self.status.add("rate_limited")
 
     async def _stream(self, plan: _Plan) -> AsyncIterator[StreamDelta | Completion]:
-        """Attempts for a stream: the same waits as ``retrying``, but none once a delta has been yielded."""
-        plan = self._capable(plan)
+        """``_routed`` for a stream: a context-window refusal comes before the first delta, so nothing is repeated."""
+        views = self._views(plan)
         tries = _Tries()
+        try:
+            for view in views[:-1]:
+                started = False
+                try:
+                    async for item in self._stream_attempts(view, tries):
+                        started = True
+                        yield item
+                    return
+                except ContextWindowExceededError as exc:
+                    if started:
+                        raise
+                    _log_fallback(exc)
+            async for item in self._stream_attempts(views[-1], tries):
+                yield item
+        except LLMError as exc:
+            self.status.record(Completion(finish_reason="error", error=exc))
+            raise
+
+    async def _stream_attempts(self, plan: _Plan, tries: _Tries) -> AsyncIterator[StreamDelta | Completion]:
+        """Attempts for a stream: the same waits as ``retrying``, but none once a delta has been yielded."""
         while True:
             started = False
             try:
@@ -344,7 +414,6 @@ class LLMClient:
                 return
             except LLMError as exc:
                 if started or not exc.retryable or out_of_attempts(self.retry, tries.count, tries.charged):
-                    self.status.record(Completion(finish_reason="error", error=exc))
                     raise
                 await self._sleep(wait_s(self.retry, exc, tries.count))
 

@@ -2,7 +2,8 @@
 
 A 429 gets no backoff here: the router already pauses that deployment for the provider's Retry-After (and paces it
 after), and the retry may go to another deployment that is ready now. Other retryable errors back off exponentially
-with jitter. ``reraise=True`` so callers see the llmkit error, not tenacity's ``RetryError``.
+with jitter. ``reraise=True`` so callers see the llmkit error, not tenacity's ``RetryError``. The client makes a call's
+first attempt without tenacity and hands over only after a retryable failure (``LLMClient._attempts``).
 
 ``max_attempts`` counts charged attempts: a 429 on a request that was already in flight when the router set a new
 pace is not charged (the router says so), or a burst of 100 in-flight 429s would use up a prompt's attempts before

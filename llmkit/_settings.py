@@ -124,8 +124,11 @@ class PoolConfig(BaseModel):
     cache: CacheConfig | None = Field(
         None, description="Response cache; absent means no cache (the CLI's run adds one)."
     )
+    context_window_fallbacks: list[Model] = Field(
+        default_factory=list, description="Tried in order, only for a prompt too long for the pool's models."
+    )
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "context_window_fallbacks", mode="before")
     @classmethod
     def _name_is_a_model(cls, value: Any) -> Any:
         # "- openai/gpt-4o-mini" is short for "- name: openai/gpt-4o-mini".
@@ -188,6 +191,7 @@ class _ModelShape(Model):
 
 class _PoolShape(PoolConfig):
     models: list[_ModelShape] = Field(min_length=1)  # type: ignore[assignment]
+    context_window_fallbacks: list[_ModelShape] = Field(default_factory=list)  # type: ignore[assignment]
     sampling: _SamplingShape | None = None
     limits: _LimitsShape | None = None
     retry: _RetryShape | None = None
@@ -287,7 +291,12 @@ def load_config(path: str | os.PathLike[str], *, require_keys: bool = True) -> C
     except ValidationError as exc:
         raise ConfigError("\n".join(_describe(path, node, raw, err) for err in exc.errors())) from None
     config = ConfigFile.model_validate(data)
-    secrets = env.secrets + [m.api_key.get_secret_value() for p in config.pools.values() for m in p.models if m.api_key]
+    secrets = env.secrets + [
+        m.api_key.get_secret_value()
+        for p in config.pools.values()
+        for m in [*p.models, *p.context_window_fallbacks]
+        if m.api_key
+    ]
     config._path, config._secrets = path, tuple(dict.fromkeys(s for s in secrets if s))
     return config
 
@@ -489,4 +498,5 @@ def client_from_config(path: str | os.PathLike[str] | None = None, pool: str = "
         limits=chosen.limits or settings.default_limits(),
         retry=chosen.retry,
         cache=cache,
+        context_window_fallbacks=chosen.context_window_fallbacks,
     )

@@ -18,7 +18,14 @@ from llmkit import (
     UnsupportedFeatureError,
     Usage,
 )
-from llmkit.errors import AuthenticationError, BadRequestError, ProviderError, RateLimitError, TimeoutError
+from llmkit.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextWindowExceededError,
+    ProviderError,
+    RateLimitError,
+    TimeoutError,
+)
 
 
 def client_for(transport, fake_sleep=None, models=None, **kwargs) -> LLMClient:
@@ -260,3 +267,63 @@ async def test_stream_cache_hit_replays_tool_calls(transport, tmp_path) -> None:
 
 def test_repr_shows_an_empty_cache(transport, tmp_path) -> None:
     assert str(tmp_path / "c") in repr(client_for(transport, cache=tmp_path / "c"))
+
+
+def too_long_for(*names: str):
+    """A scripted reply: the models named refuse every prompt as too long; the others echo it."""
+
+    def reply(request):
+        if request.model.name in names:
+            return ContextWindowExceededError("prompt is too long", model=request.model.name)
+        return None
+
+    return reply
+
+
+async def test_context_window_fallbacks_are_tried_in_order_only_after_a_too_long_refusal(transport) -> None:
+    transport.enqueue(*[too_long_for("openai/small", "openai/medium")] * 3)
+    fallbacks = [Model("openai/medium"), Model("openai/large"), Model("openai/huge")]
+    client = client_for(transport, models=[Model("openai/small")], context_window_fallbacks=fallbacks)
+    answer = await client.acomplete("long")
+    assert [r.model.name for r in transport.calls] == ["openai/small", "openai/medium", "openai/large"]
+    assert answer.model == "openai/large" and answer.attempts == 3
+    assert (client.status.succeeded, client.status.failed, client.status.retried) == (1, 0, 2)
+
+
+async def test_routing_never_picks_a_context_window_fallback(transport) -> None:
+    client = client_for(transport, models=[Model("openai/a")], context_window_fallbacks=["openai/big"])
+    await client.abatch([f"q{i}" for i in range(30)])
+    assert {r.model.name for r in transport.calls} == {"openai/a"}
+    assert "context_window_fallbacks=['openai/big']" in repr(client)
+
+
+async def test_a_prompt_too_long_for_every_fallback_fails_with_the_last_refusal(transport) -> None:
+    transport.enqueue(*[too_long_for("openai/a", "openai/b")] * 2)
+    client = client_for(transport, models=[Model("openai/a")], context_window_fallbacks=["openai/b"])
+    with pytest.raises(ContextWindowExceededError) as raised:
+        await client.acomplete("far too long")
+    assert raised.value.model == "openai/b" and len(transport.calls) == 2
+
+
+async def test_without_fallbacks_a_too_long_prompt_is_sent_once(transport) -> None:
+    transport.enqueue(too_long_for("openai/a"))
+    with pytest.raises(ContextWindowExceededError):
+        await client_for(transport).acomplete("far too long")
+    assert len(transport.calls) == 1
+
+
+async def test_a_fallback_that_cannot_do_what_the_call_asks_is_skipped(transport) -> None:
+    transport.enqueue(too_long_for("openai/a"))
+    transport.unsupported["openai/no-logprobs"] = UnsupportedFeatureError("no logprobs", model="openai/no-logprobs")
+    fallbacks = ["openai/no-logprobs", "openai/logprobs"]
+    client = client_for(transport, models=[Model("openai/a")], context_window_fallbacks=fallbacks)
+    answer = await client.acomplete("long", sampling=SamplingParams(logprobs=True))
+    assert answer.model == "openai/logprobs" and [r.model.name for r in transport.calls] == ["openai/a", answer.model]
+
+
+async def test_a_stream_too_long_for_the_pool_streams_from_the_fallback(transport) -> None:
+    transport.enqueue(too_long_for("openai/a"))
+    client = client_for(transport, models=[Model("openai/a")], context_window_fallbacks=["openai/b"])
+    items = [item async for item in client.astream("x y")]
+    assert "".join(i.text or "" for i in items[:-1]).strip() == items[-1].text == "echo: x y"
+    assert items[-1].model == "openai/b" and (client.status.succeeded, client.status.failed) == (1, 0)

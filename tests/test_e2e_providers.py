@@ -208,6 +208,23 @@ async def test_context_window_exceeded_is_not_retried(fake_provider, provider) -
     assert fake_provider.count == 1
 
 
+async def test_a_prompt_too_long_for_the_pool_goes_to_the_context_window_fallback(
+    fake_provider, provider, tmp_path
+) -> None:
+    """The fake gives models named *small-ctx* a 50-token window: a 60-word prompt is refused there, answered by the
+    fallback, and cached under the fallback's key, so the rerun sends nothing."""
+    small = model(fake_provider, provider, CHAT[provider] + "-small-ctx")
+    kwargs = {"context_window_fallbacks": [model(fake_provider, provider)], "cache": tmp_path / "c"}
+    long_prompt = "word " * 60
+    answer = await LLMClient([small], **kwargs).acomplete(long_prompt)
+    assert answer.model == CHAT[provider] and answer.text == "Echo: " + long_prompt
+    assert answer.attempts == 2 and fake_provider.count == 2
+    again = await LLMClient([small], **kwargs).acomplete(long_prompt)
+    assert again.cache_hit and again.text == answer.text and fake_provider.count == 2
+    short = await LLMClient([small], **kwargs).acomplete("a short prompt")
+    assert short.model == small.name and fake_provider.count == 3
+
+
 async def test_timeout_maps_and_is_retried(fake_provider) -> None:
     fake_provider.fail_next(kind="timeout")
     llm = client(fake_provider, "openai", retry=RetryPolicy(max_attempts=2, initial_backoff_s=0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import pickle
+from typing import Any
 
 import httpx
 import pytest
@@ -76,6 +77,22 @@ def _instances() -> list[tuple[BaseException, type[errors.LLMError]]]:
         (litellm.BadGatewayError(message="502", **common), errors.ProviderError),
         (litellm.APIConnectionError(message="reset", **common), errors.ProviderError),
         (litellm.APIError(status_code=500, message="boom", **common), errors.ProviderError),
+        *_since_litellm_1_109(litellm, common),
+    ]
+
+
+def _since_litellm_1_109(litellm: Any, common: dict[str, str]) -> list[tuple[BaseException, type[errors.LLMError]]]:
+    """Subclasses LiteLLM 1.109 added; each maps by its base class. (The pin admits older releases without them.)"""
+    if not hasattr(litellm.exceptions, "MalformedRequestFieldError"):
+        return []
+    e = litellm.exceptions
+    return [
+        # A per-caller credential is, in llmkit, one deployment's key: a bad one takes that deployment out.
+        (e.CallerCredentialAuthenticationError(message="bad key", **common), errors.AuthenticationError),
+        (e.CallerCredentialRateLimitError(message="429", **common), errors.RateLimitError),
+        (e.MalformedRequestFieldError(message="bad field", **common), errors.BadRequestError),
+        (e.UnsupportedEndpointError(message="no such endpoint", **common), errors.BadRequestError),
+        (e.EndpointNotSupportedByModelError(message="not for this model", **common), errors.BadRequestError),
     ]
 
 

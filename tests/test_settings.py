@@ -98,6 +98,19 @@ def test_client_from_config_logs_which_file(tmp_path: Path, caplog: pytest.LogCa
     assert client.cache is None
 
 
+def test_a_pool_names_its_context_window_fallbacks(tmp_path: Path) -> None:
+    fallbacks = "    context_window_fallbacks:\n      - gemini/gemini-2.5-flash\n"
+    fallbacks += "      - {name: openai/x, api_key: '${MY_KEY}'}\n"
+    write(tmp_path / ".env", f"MY_KEY={MARKER}\n")
+    write(tmp_path / "llmkit.yaml", POOL + fallbacks)
+    client = client_from_config()
+    assert [m.name for m in client.models] == ["openai/gpt-4o-mini"]
+    assert [m.name for m in client.context_window_fallbacks] == ["gemini/gemini-2.5-flash", "openai/x"]
+    assert MARKER in load_config(tmp_path / "llmkit.yaml").secrets
+    write(tmp_path / "bad.yaml", POOL + "    context_window_fallbacks: [{name: openai/y, weight: -1}]\n")
+    assert "pools.default.context_window_fallbacks[0].weight" in config_error(tmp_path / "bad.yaml")
+
+
 def test_client_from_config_without_any_file() -> None:
     with pytest.raises(ConfigError, match=r"no llmkit config file found \(looked at LLMKIT_CONFIG, ./llmkit.yaml"):
         client_from_config()
@@ -275,8 +288,8 @@ pools:
         "sampling, limits, supports, provider_options (temperature goes under 'sampling:')",
         f"{path}:8: pools.default.sampling.temprature: unknown key; allowed: temperature, top_p, max_tokens, stop, "
         "seed, reasoning_effort, thinking_budget, logprobs, top_logprobs, json_mode (did you mean 'temperature'?)",
-        f"{path}:9: pools.default.retries: unknown key; allowed: models, sampling, limits, retry, cache "
-        "(did you mean 'retry'?)",
+        f"{path}:9: pools.default.retries: unknown key; allowed: models, sampling, limits, retry, cache, "
+        "context_window_fallbacks (did you mean 'retry'?)",
     ]
 
 
