@@ -27,7 +27,16 @@ from ._router import Router
 from ._status import StatusTracker
 from ._transport import LiteLLMTransport, Request, Transport
 from ._types import Message, MessagesInput
-from .errors import ConfigError, ContextWindowExceededError, LLMError, RateLimitError, UnsupportedFeatureError
+from .errors import (
+    AuthenticationError,
+    ConfigError,
+    ContextWindowExceededError,
+    LLMError,
+    ModelNotFoundError,
+    NoModelAvailableError,
+    RateLimitError,
+    UnsupportedFeatureError,
+)
 
 __all__ = ["LLMClient"]
 
@@ -39,17 +48,31 @@ _CHARS_PER_TOKEN = 4
 
 @dataclass
 class _Tries:
-    """One call's attempts so far, and the deployment that failed last (the retry avoids it)."""
+    """One call's attempts so far, and the deployment that failed last (the retry avoids it).
+
+    ``count`` is per group of deployments (the pool, or one context-window fallback), each with its own retry budget;
+    ``earlier`` holds the attempts made on the groups before.
+    """
 
     count: int = 0
     uncharged: int = 0
     last_failed: int | None = None
     sent_at: float | None = None
+    earlier: int = 0
 
     @property
     def charged(self) -> int:
         """The attempts that count against ``max_attempts`` (see ``_retry``)."""
         return self.count - self.uncharged
+
+    @property
+    def total(self) -> int:
+        return self.earlier + self.count
+
+    def next_group(self) -> None:
+        self.earlier += self.count
+        self.count = self.uncharged = 0
+        self.last_failed = None
 
 
 @dataclass(frozen=True)
@@ -81,8 +104,14 @@ def _as_cache(cache: ResponseCache | str | os.PathLike[str] | None) -> ResponseC
     return ResponseCache(cache)
 
 
-def _log_fallback(exc: ContextWindowExceededError) -> None:
-    logger.info("the prompt is too long for %s; trying the next context-window fallback", exc.model)
+# A context-window fallback that raises one of these hands the prompt on to the next fallback.
+_NEXT_FALLBACK = (ContextWindowExceededError, AuthenticationError, ModelNotFoundError, NoModelAvailableError)
+
+
+def _next_fallback(error: LLMError, refusal: ContextWindowExceededError) -> ContextWindowExceededError:
+    """The refusal to raise if no later fallback answers: the newest too-long one."""
+    logger.debug("context-window fallback %s did not answer (%s); trying the next", error.model, type(error).__name__)
+    return error if isinstance(error, ContextWindowExceededError) else refusal
 
 
 def _estimate_tokens(messages: list[Message], sampling: SamplingParams) -> int:
@@ -126,9 +155,9 @@ class LLMClient:
         self._transport = transport or LiteLLMTransport()
         self._sleep = sleep
         # One index space for every deployment: the pool's first, then the fallbacks (they cool down and leave the
-        # pool like any deployment, but routing only reaches them through _views).
+        # pool like any deployment, but routing only reaches them through _fallbacks).
         self._deployments = [*self.models, *self.context_window_fallbacks]
-        self._router = Router(self._deployments, rng=random.Random(seed), clock=clock)
+        self._router = Router(self._deployments, rng=random.Random(seed), clock=clock, pool_size=len(self.models))
         self._limiter = self._new_limiter(limits, clock)
         self._model_limiters = [self._new_limiter(m.limits, clock) for m in self._deployments]
         self._default_sampling = [merge(m.sampling, sampling) for m in self._deployments]
@@ -252,17 +281,17 @@ class LLMClient:
         first = next(iter(requests.values()))
         return _Plan(requests, fingerprints, _estimate_tokens(messages, first.sampling), prefer_model, fallbacks)
 
-    def _views(self, plan: _Plan) -> list[_Plan]:
-        """What to try, in order: the capable pool, then each capable context-window fallback alone."""
-        if not plan.fallbacks:
-            return [self._capable(plan)]
-        views = [self._capable(plan.only(plan.requests.keys() - set(plan.fallbacks)))]
+    def _pool(self, plan: _Plan) -> _Plan:
+        """The plan's capable pool deployments: what routing picks from."""
+        return self._capable(plan.only(plan.requests.keys() - set(plan.fallbacks)) if plan.fallbacks else plan)
+
+    def _fallbacks(self, plan: _Plan) -> Iterator[_Plan]:
+        """Each capable context-window fallback alone, in order; checked only once a prompt needs them."""
         for index in plan.fallbacks:
             try:
-                views.append(self._capable(plan.only((index,))))
+                yield self._capable(plan.only((index,)))
             except UnsupportedFeatureError as exc:
-                logger.info("context-window fallback %s skipped: %s", exc.model, exc.message)
-        return views
+                logger.debug("context-window fallback %s skipped: %s", exc.model, exc.message)
 
     def _capable(self, plan: _Plan) -> _Plan:
         """The plan without the deployments that cannot do what it asks; ``UnsupportedFeatureError`` if none can."""
@@ -300,21 +329,32 @@ class LLMClient:
         tries = _Tries()
         index: int | None = None
         try:
-            index, completion = await self._routed(self._views(plan), tries)
+            index, completion = await self._routed(plan, tries)
         except LLMError as exc:
             index, completion = None, Completion(finish_reason="error", error=exc, model=exc.model)
-        completion = completion.model_copy(update={"attempts": tries.count, "latency_s": time.perf_counter() - start})
+        completion = completion.model_copy(update={"attempts": tries.total, "latency_s": time.perf_counter() - start})
         self._store(plan, index, completion)
         return completion
 
-    async def _routed(self, views: list[_Plan], tries: _Tries) -> tuple[int, Completion]:
-        """The pool's attempts; a prompt too long for it goes to each context-window fallback in turn."""
-        for view in views[:-1]:
+    async def _routed(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
+        """The pool's attempts; a prompt too long for it goes to each context-window fallback in turn.
+
+        A fallback that is itself too small, or broken (bad key, unknown model), hands on to the next; when none
+        answers, the last too-long refusal is the error.
+        """
+        try:
+            return await self._attempts(self._pool(plan), tries)
+        except ContextWindowExceededError as exc:
+            if not plan.fallbacks:
+                raise
+            refusal = exc
+        for view in self._fallbacks(plan):
+            tries.next_group()
             try:
                 return await self._attempts(view, tries)
-            except ContextWindowExceededError as exc:
-                _log_fallback(exc)
-        return await self._attempts(views[-1], tries)
+            except _NEXT_FALLBACK as exc:
+                refusal = _next_fallback(exc, refusal)
+        raise refusal
 
     async def _attempts(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
         """The first attempt runs bare; after a retryable failure, tenacity runs the rest.
@@ -382,23 +422,30 @@ class LLMClient:
             self.status.add("rate_limited")
 
     async def _stream(self, plan: _Plan) -> AsyncIterator[StreamDelta | Completion]:
-        """``_routed`` for a stream: a context-window refusal comes before the first delta, so nothing is repeated."""
-        views = self._views(plan)
+        """``_routed`` for a stream: every refusal that moves on to a fallback comes before the first delta."""
         tries = _Tries()
         try:
-            for view in views[:-1]:
+            try:
+                async for item in self._stream_attempts(self._pool(plan), tries):
+                    yield item
+                return
+            except ContextWindowExceededError as exc:
+                if not plan.fallbacks:
+                    raise
+                refusal = exc
+            for view in self._fallbacks(plan):
+                tries.next_group()
                 started = False
                 try:
                     async for item in self._stream_attempts(view, tries):
                         started = True
                         yield item
                     return
-                except ContextWindowExceededError as exc:
+                except _NEXT_FALLBACK as exc:
                     if started:
                         raise
-                    _log_fallback(exc)
-            async for item in self._stream_attempts(views[-1], tries):
-                yield item
+                    refusal = _next_fallback(exc, refusal)
+            raise refusal
         except LLMError as exc:
             self.status.record(Completion(finish_reason="error", error=exc))
             raise
@@ -425,7 +472,7 @@ class LLMClient:
             async for item in self._transport.astream(plan.requests[index]):
                 if isinstance(item, Completion):
                     used = item.usage.total_tokens or None
-                    item = item.model_copy(update={"attempts": tries.count, "latency_s": time.perf_counter() - start})
+                    item = item.model_copy(update={"attempts": tries.total, "latency_s": time.perf_counter() - start})
                     self._router.on_success(index)
                     self._store(plan, index, item)
                 yield item

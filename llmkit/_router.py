@@ -51,11 +51,19 @@ class Router:
     """Picks deployments by weight among those not cooling down; the state is per deployment index."""
 
     def __init__(
-        self, models: Sequence[Model], *, rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        models: Sequence[Model],
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        pool_size: int | None = None,
     ) -> None:
+        """``pool_size``: the first that many models are the routed pool; each one after it (a context-window
+        fallback) is a group of its own. None: all of them are the pool."""
         if not models:
             raise NoModelAvailableError("the client has no models; pass models=[Model('openai/gpt-4o-mini'), ...]")
         self.models = list(models)
+        self._pool_size = len(self.models) if pool_size is None else pool_size
         self._states = [_State() for _ in self.models]
         self._rng = rng or random.Random()
         self.clock = clock
@@ -136,10 +144,16 @@ class Router:
             elif error.retryable:
                 state.failures += 1
                 # Cooling down the only deployment left would only delay; backoff already spaces its retries.
-                if state.failures >= _FAILURES_BEFORE_COOLDOWN and len(self.available()) > 1:
+                if state.failures >= _FAILURES_BEFORE_COOLDOWN and self._has_alternative(index):
                     state.cooldown_until = now + _FAILURE_COOLDOWN_S
                     state.failures = 0
             return True
+
+    def _has_alternative(self, index: int) -> bool:
+        """Whether another live deployment of ``index``'s group could take its requests (fallbacks have none)."""
+        if index >= self._pool_size:
+            return False
+        return any(s.removed is None for i, s in enumerate(self._states[: self._pool_size]) if i != index)
 
     def _remove(self, index: int, error: LLMError) -> None:
         state = self._states[index]

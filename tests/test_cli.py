@@ -152,6 +152,19 @@ def test_offline_answers_never_serve_the_real_model(
     assert results(tmp_path / "b.jsonl")[0]["cache_hit"] is False
 
 
+def test_offline_run_sends_a_too_long_prompt_to_the_context_window_fallback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fake gives models named *small-ctx* a 50-token window."""
+    pool = "    models: [openai/gpt-4o-mini-small-ctx]\n    context_window_fallbacks: [openai/gpt-4o-mini]\n"
+    write(tmp_path / "llmkit.yaml", "pools:\n  default:\n" + pool)
+    path = prompts(tmp_path, {"id": "short", "prompt": "hi"}, {"id": "long", "prompt": "word " * 60})
+    code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--offline")
+    assert code == 0, err
+    models = {row["id"]: row["model"] for row in results(tmp_path / "out.jsonl")}
+    assert models == {"short": "openai/gpt-4o-mini-small-ctx", "long": "openai/gpt-4o-mini"}
+
+
 def test_bad_lines_are_reported_with_their_numbers_and_skipped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

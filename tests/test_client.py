@@ -21,6 +21,7 @@ from llmkit import (
 from llmkit.errors import (
     AuthenticationError,
     BadRequestError,
+    ConfigError,
     ContextWindowExceededError,
     ProviderError,
     RateLimitError,
@@ -287,7 +288,44 @@ async def test_context_window_fallbacks_are_tried_in_order_only_after_a_too_long
     answer = await client.acomplete("long")
     assert [r.model.name for r in transport.calls] == ["openai/small", "openai/medium", "openai/large"]
     assert answer.model == "openai/large" and answer.attempts == 3
-    assert (client.status.succeeded, client.status.failed, client.status.retried) == (1, 0, 2)
+    # Moving on to a fallback is not a retry: each fallback has its own max_attempts.
+    assert (client.status.succeeded, client.status.failed, client.status.retried) == (1, 0, 0)
+
+
+async def test_each_context_window_fallback_has_its_own_retry_budget(transport, fake_sleep) -> None:
+    too_long = too_long_for("openai/a")
+    transport.enqueue(ProviderError("down", status=503), too_long, ProviderError("down", status=503))
+    retry = RetryPolicy(max_attempts=2, initial_backoff_s=1, jitter=False)
+    models = [Model("openai/a")]
+    client = client_for(transport, fake_sleep, models=models, context_window_fallbacks=["openai/b"], retry=retry)
+    answer = await client.acomplete("long")
+    assert [r.model.name for r in transport.calls] == ["openai/a", "openai/a", "openai/b", "openai/b"]
+    assert answer.ok and answer.model == "openai/b" and answer.attempts == 4
+    assert [w for w in fake_sleep.waits if w] == [1.0, 1.0] and client.status.retried == 2
+
+
+async def test_a_broken_context_window_fallback_hands_on_to_the_next(transport) -> None:
+    def reply(request):
+        if request.model.name == "openai/bad-key":
+            return AuthenticationError("bad key", model=request.model.name)
+        return too_long_for("openai/a")(request)
+
+    transport.enqueue(reply, reply, reply)
+    fallbacks = ["openai/bad-key", "openai/b"]
+    client = client_for(transport, models=[Model("openai/a")], context_window_fallbacks=fallbacks)
+    assert (await client.acomplete("long")).model == "openai/b"
+    transport.enqueue(reply, reply)
+    assert (await client.acomplete("long again")).model == "openai/b"  # the removed fallback is not tried again
+    assert [r.model.name for r in transport.calls] == ["openai/a", "openai/bad-key", "openai/b", "openai/a", "openai/b"]
+
+
+async def test_context_window_fallbacks_are_checked_only_when_a_prompt_needs_them(transport) -> None:
+    transport.unsupported["openai/typo"] = ConfigError("LiteLLM does not know how to reach model 'openai/typo'")
+    client = client_for(transport, models=[Model("openai/a")], context_window_fallbacks=["openai/typo"])
+    assert (await client.acomplete("short")).ok
+    transport.enqueue(too_long_for("openai/a"))
+    with pytest.raises(ConfigError, match="openai/typo"):
+        await client.acomplete("long")
 
 
 async def test_routing_never_picks_a_context_window_fallback(transport) -> None:

@@ -89,3 +89,12 @@ def test_the_only_model_left_is_not_cooled_down_for_errors(fake_sleep) -> None:
     for _ in range(5):
         router.on_failure(0, ProviderError("500", status=500))
     assert router.pick([0]) == (0, 0.0)
+
+
+def test_a_pool_of_one_with_a_fallback_never_cools_its_only_model_down() -> None:
+    """Fallbacks are not alternatives for routing: the pool's only model keeps the no-cooldown rule of a lone one."""
+    router = Router([Model("openai/a"), Model("openai/big")], pool_size=1)
+    for _ in range(5):
+        router.on_failure(0, ProviderError("down", status=503))
+        router.on_failure(1, ProviderError("down", status=503))
+    assert router.pick([0]) == (0, 0.0) and router.pick([1]) == (1, 0.0)

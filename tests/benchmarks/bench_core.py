@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -294,7 +295,6 @@ async def bench_breakdown(n: int, base: str) -> None:
 
     from llmkit import LLMClient, Model, RetryPolicy
     from llmkit._retry import retrying
-    from llmkit._transport import LiteLLMTransport
 
     response = await litellm.acompletion(
         model=MODEL,
@@ -305,14 +305,7 @@ async def bench_breakdown(n: int, base: str) -> None:
         api_key=API_KEY,
     )
 
-    class Replay(LiteLLMTransport):
-        """Everything LiteLLMTransport does around the call (kwargs, model_dump, normalize, cost), minus the call."""
-
-        async def acomplete(self, request):  # type: ignore[no-untyped-def]
-            self._kwargs(request)
-            return self._completion(response, request, 0.0)
-
-    transport = Replay()
+    transport = _replay(response)
     client = LLMClient(Model(MODEL, api_base=base, api_key=API_KEY), transport=transport)
     plan = client.plan("breakdown prompt")
     request = next(iter(plan.requests.values()))
@@ -349,6 +342,75 @@ async def bench_breakdown(n: int, base: str) -> None:
     rows.append(["abatch per prompt, provider call replayed (batch engine included)", per_prompt])
     print("\nWhere llmkit's own CPU goes (no network; a real LiteLLM response replayed in place of the call):\n")
     print(markdown_table(["stage", "CPU us/call (median of 3)"], rows))
+    await _in_flight(response, base, max(1_000, n), 5 if n >= 10_000 else 2)
+
+
+def _replay(response: Any, latency_s: float = 0.0) -> Any:
+    """A transport doing everything LiteLLMTransport does around the call (kwargs, model_dump, normalize, cost), with
+    the call itself replaced by ``response`` after ``latency_s``."""
+    from llmkit._transport import LiteLLMTransport
+
+    class Replay(LiteLLMTransport):
+        async def acomplete(self, request):  # type: ignore[no-untyped-def]
+            self._kwargs(request)
+            if latency_s:
+                await asyncio.sleep(latency_s)
+            return self._completion(response, request, latency_s)
+
+    return Replay()
+
+
+async def _in_flight(response: Any, base: str, n: int, reps: int) -> None:
+    """llmkit's own CPU per prompt, garbage collection included, when each replayed call takes 50 ms: what a request
+    holds lives through young collections and is promoted, as in a real batch, and garbage in reference cycles waits
+    for full collections, which walk litellm's whole heap (~0.3 s each)."""
+    from llmkit import LLMClient, Model
+
+    client = LLMClient(Model(MODEL, api_base=base, api_key=API_KEY), transport=_replay(response, latency_s=0.05))
+
+    async def bare(prompts: list[str]) -> list[str]:
+        semaphore = asyncio.Semaphore(100)
+
+        async def one(prompt: str) -> str:
+            async with semaphore:
+                await asyncio.sleep(0.05)
+                return str(response.choices[0].message.content)
+
+        return await asyncio.gather(*(one(p) for p in prompts))
+
+    async def kit(prompts: list[str]) -> list[str]:
+        return await client.abatch(prompts, max_in_flight=100, return_completions_only=True)
+
+    runners = {"asyncio.gather + Semaphore(100), sleep 50 ms": bare, "llmkit abatch, replayed call of 50 ms": kit}
+    samples: dict[str, list[Timing]] = {name: [] for name in runners}
+    for rep in range(reps):
+        for name, run in runners.items() if rep % 2 == 0 else list(runners.items())[::-1]:
+            gc.collect()
+            with timed() as t:
+                await run([f"in flight {rep} {i}" for i in range(n)])
+            samples[name].append(t)
+    gc.collect()
+    gc.disable()
+    try:
+        await kit([f"garbage {i}" for i in range(1_000)])
+        cyclic = gc.collect() / 1_000
+    finally:
+        gc.enable()
+    rows = [
+        [
+            name,
+            median([t.cpu_s for t in ts]) / n * 1e6,
+            median([t.gc_s for t in ts]) / n * 1e6,
+            median([t.full_collections for t in ts]),
+        ]
+        for name, ts in samples.items()
+    ]
+    print(f"\nIn flight: {n:,} prompts, 100 at a time, each call replayed after 50 ms ({reps} alternating runs):\n")
+    print(markdown_table(["variant", "CPU us/prompt", "of which GC us/prompt", "full collections per run"], rows))
+    print(
+        f"\nllmkit's own CPU per prompt, GC included: {rows[1][1] - rows[0][1]:.0f} us; "
+        f"objects left in reference cycles per call: {cyclic:.1f}"
+    )
 
 
 def main() -> None:
