@@ -3,6 +3,7 @@
     python tests/benchmarks/bench_core.py            # full: 5 imports each, 5 x 1,000 calls per variant
     python tests/benchmarks/bench_core.py --quick    # smoke run: 3 imports each, 2 x 200 calls
     python tests/benchmarks/bench_core.py --profile  # also cProfile llmkit's calls: where its own time goes
+    python tests/benchmarks/bench_core.py --only inflight  # llmkit's own CPU with requests in flight, GC included
 
 The fake provider runs in a subprocess (``_common.RemoteFake``), so the client's wall and CPU times are its own.
 Raw litellm gets the kwargs llmkit sends (num_retries=0, max_retries=0, api_base, api_key). Variants alternate
@@ -342,7 +343,6 @@ async def bench_breakdown(n: int, base: str) -> None:
     rows.append(["abatch per prompt, provider call replayed (batch engine included)", per_prompt])
     print("\nWhere llmkit's own CPU goes (no network; a real LiteLLM response replayed in place of the call):\n")
     print(markdown_table(["stage", "CPU us/call (median of 3)"], rows))
-    await _in_flight(response, base, max(1_000, n), 5 if n >= 10_000 else 2)
 
 
 def _replay(response: Any, latency_s: float = 0.0) -> Any:
@@ -360,12 +360,23 @@ def _replay(response: Any, latency_s: float = 0.0) -> Any:
     return Replay()
 
 
-async def _in_flight(response: Any, base: str, n: int, reps: int) -> None:
+async def bench_in_flight(base: str, n: int, reps: int) -> None:
     """llmkit's own CPU per prompt, garbage collection included, when each replayed call takes 50 ms: what a request
     holds lives through young collections and is promoted, as in a real batch, and garbage in reference cycles waits
     for full collections, which walk litellm's whole heap (~0.3 s each)."""
+    litellm = quiet_litellm()
+
     from llmkit import LLMClient, Model
 
+    section("In flight: llmkit's own CPU per prompt, garbage collection included")
+    response = await litellm.acompletion(
+        model=MODEL,
+        messages=[{"role": "user", "content": "in flight"}],
+        num_retries=0,
+        max_retries=0,
+        api_base=base,
+        api_key=API_KEY,
+    )
     client = LLMClient(Model(MODEL, api_base=base, api_key=API_KEY), transport=_replay(response, latency_s=0.05))
 
     async def bare(prompts: list[str]) -> list[str]:
@@ -405,7 +416,7 @@ async def _in_flight(response: Any, base: str, n: int, reps: int) -> None:
         ]
         for name, ts in samples.items()
     ]
-    print(f"\nIn flight: {n:,} prompts, 100 at a time, each call replayed after 50 ms ({reps} alternating runs):\n")
+    print(f"{n:,} prompts, 100 at a time, each call replayed after 50 ms ({reps} alternating runs):\n")
     print(markdown_table(["variant", "CPU us/prompt", "of which GC us/prompt", "full collections per run"], rows))
     print(
         f"\nllmkit's own CPU per prompt, GC included: {rows[1][1] - rows[0][1]:.0f} us; "
@@ -417,7 +428,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller N for a smoke run")
     parser.add_argument("--profile", action="store_true", help="cProfile llmkit's per-call path afterwards")
-    parser.add_argument("--only", choices=["import", "overhead"], help="run one part")
+    parser.add_argument("--only", choices=["import", "overhead", "inflight"], help="run one part")
     args = parser.parse_args()
     import_runs, n, reps = (3, 200, 2) if args.quick else (5, 1_000, 5)
 
@@ -430,6 +441,8 @@ def main() -> None:
         if args.only in (None, "overhead"):
             verdicts += asyncio.run(bench_overhead(n, reps, 50, fake.api_base(), args.profile))
             asyncio.run(bench_breakdown(2_000 if args.quick else 10_000, fake.api_base()))
+        if args.only in (None, "inflight"):
+            asyncio.run(bench_in_flight(fake.api_base(), 2_000 if args.quick else 10_000, 2 if args.quick else 5))
         print(f"\nfake provider saw {fake.count:,} requests; {fake.count_status(200):,} answered 200")
     section("Verdicts")
     print("\n".join(f"- {v}" for v in verdicts))
