@@ -415,6 +415,9 @@ class LLMClient:
         return index, completion
 
     def _failed(self, index: int, exc: LLMError, tries: _Tries) -> None:
+        # Why a batch retried is otherwise invisible: status counts retries, not their causes. INFO is off by default.
+        name = self._deployments[index].name
+        logger.info("attempt %d on %s failed: %s: %s", tries.total, name, type(exc).__name__, exc.message[:200])
         if not self._router.on_failure(index, exc, sent_at=tries.sent_at):
             tries.uncharged += 1
         tries.last_failed = index

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 
 import pytest
 
@@ -97,6 +98,13 @@ async def test_calls_that_need_no_retry_leave_no_cyclic_garbage(transport) -> No
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+async def test_each_failed_attempt_is_logged_at_info_with_its_cause(transport, fake_sleep, caplog) -> None:
+    transport.enqueue(ProviderError("upstream said 503", status=503))
+    with caplog.at_level(logging.INFO, logger="llmkit"):
+        assert (await client_for(transport, fake_sleep).acomplete("q")).ok
+    assert "attempt 1 on openai/a failed: ProviderError: upstream said 503" in caplog.text
 
 
 async def test_non_retryable_error_is_sent_once(transport, fake_sleep) -> None:

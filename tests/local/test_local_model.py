@@ -7,6 +7,7 @@ Greedy decoding (temperature 0) makes answers repeatable, but what the model say
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import math
 import time
 from pathlib import Path
@@ -216,18 +217,25 @@ def test_forced_tool_call_streamed(client: LLMClient) -> None:
 PROMPTS = [f"What is {a} plus {b}? Answer with a number." for a in range(1, 6) for b in range(1, 11)]
 
 
-def test_batch_of_50_rate_limited_then_all_cache_hits(local_model: Model, tmp_path: Path) -> None:
+def test_batch_of_50_rate_limited_then_all_cache_hits(
+    local_model: Model, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     assert len(PROMPTS) == len(set(PROMPTS)) == 50
     sampling = SamplingParams(temperature=0, max_tokens=8)
     # The request bucket starts full (40); the other 10 start 1.5 s apart, so the last no earlier than 15 s in.
     limits = RateLimits(requests_per_minute=40)
     start = time.monotonic()
-    with LLMClient(local_model, sampling=sampling, limits=limits, cache=tmp_path / "cache") as first:
+    with (
+        caplog.at_level(logging.INFO, logger="llmkit"),
+        LLMClient(local_model, sampling=sampling, limits=limits, cache=tmp_path / "cache") as first,
+    ):
         results = first.batch(PROMPTS)
         elapsed = time.monotonic() - start
         assert [c.error for c in results] == [None] * 50
         assert all(c.text and c.usage.output_tokens > 0 and not c.cache_hit for c in results)
-        assert first.status.requests_sent == 50 and first.status.succeeded == 50
+        # Each prompt is sent once, plus retries: one CI run saw a single retried request from the llama.cpp server
+        # with 40 requests queued on it; the log says why if it happens again.
+        assert first.status.succeeded == 50 and first.status.requests_sent == 50 + first.status.retried, caplog.text
         assert first.status.waited_s["requests"] > 0
         assert elapsed >= 14.0  # a lower bound the limiter guarantees, so it cannot flake on a slow machine
     with LLMClient(local_model, sampling=sampling, limits=limits, cache=tmp_path / "cache") as again:
