@@ -359,8 +359,9 @@ class LLMClient:
     async def _attempts(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
         """The first attempt runs bare; after a retryable failure, tenacity runs the rest.
 
-        Most calls succeed at once, and tenacity's per-call state would live through the whole request: in a batch
-        that costs ~80 µs of CPU per prompt, half of it garbage collection (tests/benchmarks/bench_batch.py).
+        Most calls succeed at once, and tenacity's per-call state is ~40 objects in reference cycles that live through
+        the whole request: in a batch that cost ~200 µs of CPU per prompt, most of it garbage collection
+        (``bench_core.py --only inflight``).
         """
         try:
             return await self._attempt(plan, tries)
@@ -427,13 +428,15 @@ class LLMClient:
     async def _stream(self, plan: _Plan) -> AsyncIterator[StreamDelta | Completion]:
         """``_routed`` for a stream: every refusal that moves on to a fallback comes before the first delta."""
         tries = _Tries()
+        started = False
         try:
             try:
                 async for item in self._stream_attempts(self._pool(plan), tries):
+                    started = True
                     yield item
                 return
             except ContextWindowExceededError as exc:
-                if not plan.fallbacks:
+                if started or not plan.fallbacks:
                     raise
                 refusal = exc
             for view in self._fallbacks(plan):

@@ -373,3 +373,11 @@ async def test_a_stream_too_long_for_the_pool_streams_from_the_fallback(transpor
     items = [item async for item in client.astream("x y")]
     assert "".join(i.text or "" for i in items[:-1]).strip() == items[-1].text == "echo: x y"
     assert items[-1].model == "openai/b" and (client.status.succeeded, client.status.failed) == (1, 0)
+
+
+async def test_a_stream_too_long_for_every_fallback_raises_the_last_refusal_and_counts_one_failure(transport) -> None:
+    transport.enqueue(too_long_for("openai/a", "openai/b"), too_long_for("openai/a", "openai/b"))
+    client = client_for(transport, models=[Model("openai/a")], context_window_fallbacks=["openai/b"])
+    with pytest.raises(ContextWindowExceededError) as raised:
+        [item async for item in client.astream("far too long")]
+    assert raised.value.model == "openai/b" and (client.status.succeeded, client.status.failed) == (0, 1)
