@@ -154,8 +154,8 @@ class LLMClient:
         self.status = StatusTracker()
         self._transport = transport or LiteLLMTransport()
         self._sleep = sleep
-        # One index space for every deployment: the pool's first, then the fallbacks (they cool down and leave the
-        # pool like any deployment, but routing only reaches them through _fallbacks).
+        # One index space for every deployment: the pool's first, then the fallbacks (a 429 cools them down and a bad
+        # key takes them out, as for any deployment, but routing only reaches them through _fallbacks).
         self._deployments = [*self.models, *self.context_window_fallbacks]
         self._router = Router(self._deployments, rng=random.Random(seed), clock=clock, pool_size=len(self.models))
         self._limiter = self._new_limiter(limits, clock)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -163,6 +165,18 @@ def test_offline_run_sends_a_too_long_prompt_to_the_context_window_fallback(
     assert code == 0, err
     models = {row["id"]: row["model"] for row in results(tmp_path / "out.jsonl")}
     assert models == {"short": "openai/gpt-4o-mini-small-ctx", "long": "openai/gpt-4o-mini"}
+
+
+def test_log_level_info_says_why_prompts_were_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMKIT_LOG_LEVEL", "INFO")
+    path = prompts(tmp_path, *[f"prompt {i}" for i in range(10)])
+    try:
+        _, _, err = run(capsys, str(path), "-o", "out.jsonl", "--offline", "--fault-rate", "0.5")
+    finally:
+        logging.getLogger("llmkit").setLevel(logging.WARNING)
+    assert re.search(r"llmkit: INFO llmkit: attempt 1 on \S+ failed: \w+Error: ", err), err
 
 
 def test_bad_lines_are_reported_with_their_numbers_and_skipped(

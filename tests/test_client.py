@@ -24,6 +24,7 @@ from llmkit.errors import (
     BadRequestError,
     ConfigError,
     ContextWindowExceededError,
+    ModelNotFoundError,
     ProviderError,
     RateLimitError,
     TimeoutError,
@@ -312,10 +313,11 @@ async def test_each_context_window_fallback_has_its_own_retry_budget(transport, 
     assert [w for w in fake_sleep.waits if w] == [1.0, 1.0] and client.status.retried == 2
 
 
-async def test_a_broken_context_window_fallback_hands_on_to_the_next(transport) -> None:
+@pytest.mark.parametrize("broken", [AuthenticationError, ModelNotFoundError])
+async def test_a_broken_context_window_fallback_hands_on_to_the_next(transport, broken) -> None:
     def reply(request):
         if request.model.name == "openai/bad-key":
-            return AuthenticationError("bad key", model=request.model.name)
+            return broken("bad key or no such model", model=request.model.name)
         return too_long_for("openai/a")(request)
 
     transport.enqueue(reply, reply, reply)
@@ -381,3 +383,48 @@ async def test_a_stream_too_long_for_every_fallback_raises_the_last_refusal_and_
     with pytest.raises(ContextWindowExceededError) as raised:
         [item async for item in client.astream("far too long")]
     assert raised.value.model == "openai/b" and (client.status.succeeded, client.status.failed) == (0, 1)
+
+
+async def test_with_every_pool_model_removed_prompts_fail_fast_and_never_reach_a_fallback(transport) -> None:
+    transport.enqueue(AuthenticationError("bad key"))
+    client = client_for(transport, models=[Model("openai/a")], context_window_fallbacks=["openai/b"])
+    with pytest.raises(AuthenticationError):
+        await client.acomplete("q1")
+    with pytest.raises(NoModelAvailableError):
+        await client.acomplete("q2")
+    with pytest.raises(NoModelAvailableError):
+        [item async for item in client.astream("q3")]
+    assert [r.model.name for r in transport.calls] == ["openai/a"]
+
+
+async def test_a_stream_refused_after_its_first_text_is_not_repeated_by_a_fallback() -> None:
+    class TextThenTooLong:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def check(self, request) -> None:
+            pass
+
+        async def acomplete(self, request):
+            raise AssertionError("streams only")
+
+        async def astream(self, request):
+            self.calls.append(request.model.name)
+            yield StreamDelta(text="partial ")
+            raise ContextWindowExceededError("too long", model=request.model.name)
+
+    transport = TextThenTooLong()
+    client = LLMClient([Model("openai/a")], transport=transport, context_window_fallbacks=["openai/b"])
+    seen = []
+    with pytest.raises(ContextWindowExceededError):
+        async for item in client.astream("q"):
+            seen.append(item)
+    assert [d.text for d in seen] == ["partial "] and transport.calls == ["openai/a"]
+
+
+async def test_a_fallback_answer_is_found_by_any_pool_that_shares_the_cache(transport, tmp_path) -> None:
+    await client_for(transport, models=[Model("openai/b")], cache=tmp_path / "c").acomplete("q")
+    models = [Model("openai/a")]
+    pooled = client_for(transport, models=models, context_window_fallbacks=["openai/b"], cache=tmp_path / "c")
+    hit = await pooled.acomplete("q")
+    assert hit.cache_hit and hit.model == "openai/b" and len(transport.calls) == 1
