@@ -176,6 +176,13 @@ class Timing:
     full_collections: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def add(self, other: Timing) -> None:
+        """Accumulate another block's times (``extra`` is not summed)."""
+        self.wall_s += other.wall_s
+        self.cpu_s += other.cpu_s
+        self.gc_s += other.gc_s
+        self.full_collections += other.full_collections
+
 
 @contextmanager
 def timed() -> Iterator[Timing]:

@@ -207,10 +207,7 @@ async def bench_overhead(n: int, reps: int, concurrency: int, base: str, profile
                     with timed() as t:
                         await runners[name](offset, count)
                     offset += count
-                    totals[name].wall_s += t.wall_s
-                    totals[name].cpu_s += t.cpu_s
-                    totals[name].gc_s += t.gc_s
-                    totals[name].full_collections += t.full_collections
+                    totals[name].add(t)
             for name in names:
                 samples[name].append(totals[name])
             progress(f"{mode} rep {rep + 1}/{reps}")
@@ -292,20 +289,10 @@ async def _per_op_us(op: Callable[[], Awaitable[object]] | Callable[[], object],
 
 async def bench_breakdown(n: int, base: str) -> None:
     """llmkit's own CPU per call, stage by stage, with the provider call replaced by a replayed real response."""
-    litellm = quiet_litellm()
-
     from llmkit import LLMClient, Model, RetryPolicy
     from llmkit._retry import retrying
 
-    response = await litellm.acompletion(
-        model=MODEL,
-        messages=[{"role": "user", "content": "breakdown"}],
-        num_retries=0,
-        max_retries=0,
-        api_base=base,
-        api_key=API_KEY,
-    )
-
+    response = await _sample_response(base)
     transport = _replay(response)
     client = LLMClient(Model(MODEL, api_base=base, api_key=API_KEY), transport=transport)
     plan = client.plan("breakdown prompt")
@@ -345,6 +332,18 @@ async def bench_breakdown(n: int, base: str) -> None:
     print(markdown_table(["stage", "CPU us/call (median of 3)"], rows))
 
 
+async def _sample_response(base: str) -> Any:
+    """One real LiteLLM response from the fake, to replay in place of the provider call."""
+    return await quiet_litellm().acompletion(
+        model=MODEL,
+        messages=[{"role": "user", "content": "a response to replay"}],
+        num_retries=0,
+        max_retries=0,
+        api_base=base,
+        api_key=API_KEY,
+    )
+
+
 def _replay(response: Any, latency_s: float = 0.0) -> Any:
     """A transport doing everything LiteLLMTransport does around the call (kwargs, model_dump, normalize, cost), with
     the call itself replaced by ``response`` after ``latency_s``."""
@@ -364,19 +363,10 @@ async def bench_in_flight(base: str, n: int, reps: int) -> None:
     """llmkit's own CPU per prompt, garbage collection included, when each replayed call takes 50 ms: what a request
     holds lives through young collections and is promoted, as in a real batch, and garbage in reference cycles waits
     for full collections, which walk litellm's whole heap (~0.3 s each)."""
-    litellm = quiet_litellm()
-
     from llmkit import LLMClient, Model
 
     section("In flight: llmkit's own CPU per prompt, garbage collection included")
-    response = await litellm.acompletion(
-        model=MODEL,
-        messages=[{"role": "user", "content": "in flight"}],
-        num_retries=0,
-        max_retries=0,
-        api_base=base,
-        api_key=API_KEY,
-    )
+    response = await _sample_response(base)
     client = LLMClient(Model(MODEL, api_base=base, api_key=API_KEY), transport=_replay(response, latency_s=0.05))
 
     async def bare(prompts: list[str]) -> list[str]:
