@@ -9,6 +9,7 @@ dispatch and cancels what is in flight; every completion that finished is alread
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._params import Prompt, RequestOptions, SamplingParams, merge
 from ._result import Completion
 from ._types import MessagesInput
-from .errors import LLMError
+from .errors import ConfigError, LLMError
 
 if TYPE_CHECKING:
     from ._client import LLMClient
@@ -34,7 +35,13 @@ OnResult = Callable[[int, Completion], Any]
 
 
 def _in_flight_limit(client: LLMClient, max_in_flight: int | None) -> int:
+    """The bound on requests in flight; a 0 or negative one would send nothing and return nothing, silently."""
     if max_in_flight is not None:
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+            raise ConfigError(
+                f"max_in_flight={max_in_flight!r}: must be a whole number >= 1 (prompts in flight at once); leave it "
+                "out for the default (limits.max_concurrency, else 100)"
+            )
         return max_in_flight
     concurrency = client.limits.max_concurrency if client.limits else None
     return concurrency or _DEFAULT_IN_FLIGHT
@@ -87,7 +94,7 @@ class _Progress:
             self._bar.close()
 
 
-async def as_completed(
+def as_completed(
     client: LLMClient,
     prompts: Iterable[MessagesInput | Prompt],
     *,
@@ -99,9 +106,23 @@ async def as_completed(
 ) -> AsyncGenerator[tuple[int, Completion], None]:
     """``(index, completion)`` pairs as prompts finish, at most ``max_in_flight`` requests at once.
 
-    Memory stays flat for any number of prompts: the iterable is pulled only as requests finish.
+    Memory stays flat for any number of prompts: the iterable is pulled only as requests finish. ``on_result`` may be
+    a function or a coroutine function (awaited before the pair is yielded). Raises ``ConfigError`` at once for a bad
+    ``max_in_flight``.
     """
     limit = _in_flight_limit(client, max_in_flight)
+    return _as_completed(client, prompts, sampling, options, show_progress, on_result, limit)
+
+
+async def _as_completed(
+    client: LLMClient,
+    prompts: Iterable[MessagesInput | Prompt],
+    sampling: SamplingParams | None,
+    options: RequestOptions | None,
+    show_progress: bool,
+    on_result: OnResult | None,
+    limit: int,
+) -> AsyncGenerator[tuple[int, Completion], None]:
     total = len(prompts) if hasattr(prompts, "__len__") else None  # type: ignore[arg-type]
     progress = _Progress(client, total, show_progress)
     source = enumerate(prompts)
@@ -116,12 +137,14 @@ async def as_completed(
     errors = 0
     exhausted = False
 
-    def emit(index: int, completion: Completion) -> tuple[int, Completion]:
+    async def emit(index: int, completion: Completion) -> tuple[int, Completion]:
         nonlocal errors
         errors += not completion.ok
         progress.update(errors)
         if on_result is not None:
-            on_result(index, completion)
+            outcome = on_result(index, completion)
+            if inspect.isawaitable(outcome):
+                await outcome
         return index, completion
 
     try:
@@ -135,15 +158,15 @@ async def as_completed(
                 try:
                     plan = client.plan(*_call(prompt, sampling, options))
                 except LLMError as exc:
-                    yield emit(index, _failed(client, exc))
+                    yield await emit(index, _failed(client, exc))
                     continue
                 if (hit := client._cached(plan)) is not None:
-                    yield emit(index, hit)
+                    yield await emit(index, hit)
                     continue
                 key = tuple(plan.fingerprints.values())
                 if finished is not None and key in finished:
                     finished.move_to_end(key)
-                    yield emit(index, finished[key])
+                    yield await emit(index, finished[key])
                     continue
                 task = by_key.get(key)
                 if task is None:
@@ -162,7 +185,7 @@ async def as_completed(
             if finished is not None and completion.ok:
                 _remember(finished, key, completion)
             for index in waiting.pop(task):
-                yield emit(index, completion)
+                yield await emit(index, completion)
     finally:
         for task in waiting:
             task.cancel()

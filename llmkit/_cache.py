@@ -3,30 +3,57 @@
 Each ``put`` is its own committed SQLite transaction, so a process killed mid-batch loses nothing already stored.
 Entries are JSON (not pickle): readable by any llmkit version and safe to load. Only successful completions are
 stored; an entry records the model that answered.
+
+The cache never stops a run: an entry that cannot be read (corrupt, or written by a newer llmkit with a field value
+this one does not know) is a miss, logged once; a write that fails (disk full) is logged once and the run goes on
+uncached. Only a database that cannot be opened at all is an error, naming its path and how to clear it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import re
+import shutil
+import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import diskcache
+from pydantic import ValidationError
 
 from ._result import Completion
+from .errors import ConfigError
 
 __all__ = ["ResponseCache"]
 
+logger = logging.getLogger("llmkit")
+
+# Fields whose values a newer llmkit may extend (a new finish reason such as Anthropic's "pause_turn"): an unknown
+# value is read as "not known" rather than making the whole entry unreadable.
+_LENIENT_ERRORS = frozenset({"literal_error", "enum"})
+# What diskcache keeps in its directory: the SQLite database (and its journals) and value files in 2-hex-digit folders.
+_DISKCACHE_FILES = re.compile(r"^cache\.db(-wal|-shm|-journal)?$")
+_DISKCACHE_DIRS = re.compile(r"^[0-9a-f]{2}$")
+
 
 class ResponseCache:
-    """``ResponseCache("~/.cache/llmkit", ttl=None, namespace=None)``; ``ttl`` in seconds, ``namespace`` isolates."""
+    """``ResponseCache("~/.cache/llmkit", ttl=None, namespace=None)``; ``ttl`` in seconds, ``namespace`` isolates.
+
+    Raises ``ConfigError`` when the database at ``path`` is corrupt (``ResponseCache.wipe(path)`` or
+    ``llmkit cache clear`` deletes and recreates it).
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, ttl: float | None = None, namespace: str | None = None) -> None:
         self.path = Path(path).expanduser()
         self.ttl = ttl
         self.namespace = namespace
-        self._store = diskcache.Cache(str(self.path), eviction_policy="none", size_limit=2**62)
+        self._store = _open(self.path)
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
 
     def _key(self, fingerprint: str) -> str:
         return f"{self.namespace}:{fingerprint}" if self.namespace else fingerprint
@@ -35,18 +62,54 @@ class ResponseCache:
         """The first stored answer among ``fingerprints`` (one per model of the pool), marked as a cache hit."""
         start = time.perf_counter()
         for fingerprint in fingerprints:
-            data = self._store.get(self._key(fingerprint))
-            if data is not None:
-                completion = Completion.model_validate_json(data)
+            key = self._key(fingerprint)
+            completion = self._read(key)
+            if completion is not None:
                 return completion.model_copy(
                     update={"cache_hit": True, "attempts": 0, "latency_s": time.perf_counter() - start}
                 )
         return None
 
+    def _read(self, key: str) -> Completion | None:
+        """One entry, or None when it is absent or cannot be read (then it is a miss, and the fresh answer will
+        overwrite it)."""
+        try:
+            data = self._store.get(key)
+            return None if data is None else _parse(data)
+        except Exception as exc:  # noqa: BLE001 - a bad entry must be a miss, whatever broke it
+            self._warn_once(
+                key,
+                "cache entry %s in %s cannot be read (%s: %s); treated as a miss, the fresh answer replaces it",
+                key,
+                self.path,
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
+            )
+            return None
+
     def put(self, fingerprint: str, completion: Completion) -> None:
-        if completion.ok:
+        """Store a successful completion; a failed write (disk full) is logged once and the caller goes on."""
+        if not completion.ok:
+            return
+        try:
             data = completion.model_dump_json(exclude={"error"}, fallback=_fallback)
             self._store.set(self._key(fingerprint), data, expire=self.ttl)
+        except Exception as exc:  # noqa: BLE001 - the answer is still returned; only its caching is lost
+            self._warn_once(
+                "<write>",
+                "cannot write to the cache at %s (%s: %s); going on without caching new answers: every answer still "
+                "reaches you, but a rerun will send the uncached ones again",
+                self.path,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _warn_once(self, topic: str, message: str, *args: object) -> None:
+        with self._lock:
+            if topic in self._warned:
+                return
+            self._warned.add(topic)
+        logger.warning(message, *args)
 
     def __contains__(self, fingerprint: str) -> bool:
         return self._key(fingerprint) in self._store
@@ -69,6 +132,43 @@ class ResponseCache:
 
     def close(self) -> None:
         self._store.close()
+
+    @staticmethod
+    def wipe(path: str | os.PathLike[str]) -> None:
+        """Delete the cache database at ``path`` (a corrupt one too) and its value files, leaving an empty cache.
+
+        Only diskcache's own files are removed, so a cache directory shared with other files keeps them.
+        """
+        folder = Path(path).expanduser()
+        for item in folder.iterdir() if folder.is_dir() else ():
+            if item.is_file() and _DISKCACHE_FILES.match(item.name):
+                item.unlink()
+            elif item.is_dir() and _DISKCACHE_DIRS.match(item.name):
+                shutil.rmtree(item)
+        _open(folder).close()
+
+
+def _open(path: Path) -> diskcache.Cache:
+    try:
+        return diskcache.Cache(str(path), eviction_policy="none", size_limit=2**62)
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(
+            f"the cache database in {path} is corrupt ({exc}); clear it with `llmkit cache clear --cache-dir {path}` "
+            "(or ResponseCache.wipe(path)), which deletes and recreates it"
+        ) from None
+
+
+def _parse(data: str) -> Completion:
+    """An entry as a ``Completion``; a value this llmkit does not know for an extensible field becomes None."""
+    try:
+        return Completion.model_validate_json(data)
+    except ValidationError as exc:
+        lenient = [e["loc"][0] for e in exc.errors() if e["type"] in _LENIENT_ERRORS and len(e["loc"]) == 1]
+        if not lenient or len(lenient) != exc.error_count():
+            raise
+        fields = json.loads(data)
+        logger.debug("cache entry read leniently: unknown values for %s", lenient)
+        return Completion.model_validate({**fields, **dict.fromkeys(lenient)})
 
 
 def _fallback(value: Any) -> Any:

@@ -7,6 +7,7 @@ implementation; each sync twin is a one-line wrapper over ``_sync``.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from . import _batch, _sync
 from ._cache import ResponseCache
@@ -35,15 +37,22 @@ from .errors import (
     ModelNotFoundError,
     NoModelAvailableError,
     RateLimitError,
+    TimeoutError,
     UnsupportedFeatureError,
 )
 
-__all__ = ["LLMClient"]
+__all__ = ["DEFAULT_TIMEOUT_S", "LLMClient"]
 
 logger = logging.getLogger("llmkit")
+T = TypeVar("T")
+# asyncio.timeout (3.11+) bounds an await without wrapping it in a new task, as asyncio.wait_for does before 3.12.
+_timeout_scope = getattr(asyncio, "timeout", None)
 
 _DEFAULT_OUTPUT_ESTIMATE = 256
 _CHARS_PER_TOKEN = 4
+DEFAULT_TIMEOUT_S = 600.0
+"""Each attempt's deadline unless a call or the client sets one: the OpenAI and Anthropic SDKs' own default. LiteLLM's
+is 6,000 s, and per read, so a stalled or trickling reply could hold a prompt for hours."""
 
 
 @dataclass
@@ -92,10 +101,24 @@ class _Plan:
         return replace(self, requests={i: self.requests[i] for i in indexes}, fallbacks=())
 
 
-def _as_models(models: Model | str | Sequence[Model | str] | None) -> list[Model]:
-    if isinstance(models, (Model, str)):
+def _as_models(models: Model | str | dict[str, Any] | Sequence[Model | str | dict[str, Any]] | None) -> list[Model]:
+    """Models as given: a ``Model``, a LiteLLM model string, or a dict of ``Model`` fields (validated the same way)."""
+    if isinstance(models, (Model, str, dict)):
         models = [models]
-    return [Model(m) if isinstance(m, str) else m for m in models or ()]
+    return [_as_model(m) for m in models or ()]
+
+
+def _as_model(model: object) -> Model:
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, str):
+        return Model(model)
+    if isinstance(model, dict):
+        return Model(**model)
+    raise ConfigError(
+        f"a model must be a Model, a model string or a dict of Model fields, got {type(model).__name__} {model!r:.60}; "
+        "e.g. Model('openai/gpt-4o-mini') or {'name': 'openai/gpt-4o-mini'}"
+    )
 
 
 def _as_cache(cache: ResponseCache | str | os.PathLike[str] | None) -> ResponseCache | None:
@@ -114,6 +137,47 @@ def _next_fallback(error: LLMError, refusal: ContextWindowExceededError) -> Cont
     return error if isinstance(error, ContextWindowExceededError) else refusal
 
 
+def _checked_timeout(timeout_s: float | None) -> float | None:
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not 0 < timeout_s < float("inf")):
+        raise ConfigError(f"timeout_s={timeout_s!r}: must be a number of seconds > 0, or None to wait forever")
+    return timeout_s
+
+
+async def _within(request: Request, awaitable: Awaitable[T]) -> T:
+    """``awaitable``'s result, or llmkit's ``TimeoutError`` once the attempt's deadline passes.
+
+    LiteLLM's ``timeout`` is per read: a reply trickling a few bytes at a time never trips it. This bounds the whole
+    attempt (connect, wait and read), and cancelling the task closes the connection.
+    """
+    if request.timeout_s is None:
+        return await awaitable
+    if _timeout_scope is None:  # Python 3.10
+        try:
+            return await asyncio.wait_for(awaitable, request.timeout_s)
+        except asyncio.TimeoutError:
+            pass
+    else:
+        try:
+            async with _timeout_scope(request.timeout_s) as scope:
+                return await awaitable
+        except builtins.TimeoutError:
+            if not scope.expired():
+                raise  # the transport's own timeout error, already mapped
+    model = request.model
+    raise TimeoutError(
+        f"{model.name} did not answer within {request.timeout_s:g} s (the whole attempt: connect, wait and read); "
+        "for long answers raise RequestOptions(timeout_s=...), LLMClient(timeout_s=...) or --timeout",
+        model=model.name,
+        provider=model.provider,
+    )
+
+
+async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    yield first
+    async for item in rest:
+        yield item
+
+
 def _estimate_tokens(messages: list[Message], sampling: SamplingParams) -> int:
     """Prompt characters / 4 plus max_tokens: what providers count against tokens-per-minute before answering."""
     chars = sum(len(str(m.get("content") or "")) for m in messages)
@@ -126,7 +190,9 @@ class LLMClient:
     ``models``: deployments (or model strings) routed by weight. ``sampling``: defaults for every call (a call's own
     sampling overrides it; a model's ``sampling`` is the lowest layer). ``cache``: a ``ResponseCache`` or a directory,
     None for no cache. ``context_window_fallbacks``: models tried in order, only for a prompt that a pool model
-    refused as too long. ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
+    refused as too long. ``timeout_s``: each attempt's deadline (connect, wait and read) unless a call's
+    ``RequestOptions.timeout_s`` says otherwise; None waits forever. ``transport``, ``sleep``, ``clock`` and ``seed`` are
+    for tests.
     """
 
     def __init__(
@@ -138,6 +204,7 @@ class LLMClient:
         retry: RetryPolicy | None = None,
         cache: ResponseCache | str | os.PathLike[str] | None = None,
         context_window_fallbacks: Model | str | Sequence[Model | str] | None = None,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
         transport: Transport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -147,6 +214,7 @@ class LLMClient:
         if not self.models:
             raise ConfigError("LLMClient needs at least one model: LLMClient(models=[Model('openai/gpt-4o-mini')])")
         self.context_window_fallbacks = _as_models(context_window_fallbacks)
+        self.timeout_s = _checked_timeout(timeout_s)
         self.sampling = sampling
         self.limits = limits
         self.retry = retry or RetryPolicy()
@@ -254,6 +322,7 @@ class LLMClient:
         """
         messages = to_messages(prompt)
         options = options or RequestOptions()
+        timeout_s = options.timeout_s if options.timeout_s is not None else self.timeout_s
         requests: dict[int, Request] = {}
         fingerprints: dict[int, str] = {}
         by_key: dict[tuple[str, SamplingParams, str], str] = {}
@@ -267,7 +336,7 @@ class LLMClient:
             merged = (
                 self._default_sampling[index] if sampling is None else merge(model.sampling, self.sampling, sampling)
             )
-            requests[index] = Request(model=model, messages=messages, sampling=merged, options=options)
+            requests[index] = Request(model, messages, merged, options, timeout_s)
             key = (model.name, merged, json.dumps(model.provider_options, sort_keys=True, default=str))
             if key not in by_key:
                 by_key[key] = fingerprint(
@@ -402,8 +471,9 @@ class LLMClient:
         index, permits = await self._acquire(plan, tries)
         used: int | None = None
         self.status.add("in_flight")
+        request = plan.requests[index]
         try:
-            completion = await self._transport.acomplete(plan.requests[index])
+            completion = await _within(request, self._transport.acomplete(request))
             used = completion.usage.total_tokens or None
         except LLMError as exc:
             self._failed(index, exc, tries)
@@ -474,8 +544,12 @@ class LLMClient:
         index, permits = await self._acquire(plan, tries)
         used: int | None = None
         start = time.perf_counter()
+        request = plan.requests[index]
+        stream = self._transport.astream(request)
         try:
-            async for item in self._transport.astream(plan.requests[index]):
+            # The attempt's deadline covers the wait for the first item; later gaps are LiteLLM's per-read timeout.
+            first = await _within(request, anext(stream))
+            async for item in _prepend(first, stream):
                 if isinstance(item, Completion):
                     used = item.usage.total_tokens or None
                     item = item.model_copy(update={"attempts": tries.total, "latency_s": time.perf_counter() - start})
@@ -486,6 +560,7 @@ class LLMClient:
             self._failed(index, exc, tries)
             raise
         finally:
+            await stream.aclose()
             for permit in permits:
                 permit.release(used)
 

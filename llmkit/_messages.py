@@ -36,4 +36,29 @@ def _check(index: int, message: Any) -> Message:
         raise ConfigError(f"messages[{index}].role={role!r} is not one of {sorted(_ROLES)}")
     if "content" not in message and not message.get("tool_calls"):
         raise ConfigError(f"messages[{index}] has no 'content'; give content (None only with tool_calls)")
+    _check_content(index, message.get("content"), bool(message.get("tool_calls")))
     return dict(message)
+
+
+def _check_content(index: int, content: Any, has_tool_calls: bool) -> None:
+    """Content is text, a list of typed parts, or None beside tool calls: anything else would reach the provider and
+    come back as a misleading error (``content=42`` was a retryable connection error, sent three times)."""
+    if isinstance(content, str) or (content is None and has_tool_calls):
+        return
+    if isinstance(content, list) and content:
+        for number, part in enumerate(content):
+            if not (isinstance(part, Mapping) and isinstance(part.get("type"), str)):
+                raise ConfigError(
+                    f"messages[{index}].content[{number}] is {_shown(part)}; a content part is a dict with a 'type', "
+                    "e.g. {'type': 'text', 'text': '...'} or {'type': 'image_url', 'image_url': {'url': ...}}"
+                )
+        return
+    raise ConfigError(
+        f"messages[{index}].content is {_shown(content)}; give a str, or a non-empty list of content parts "
+        "({'type': 'text', 'text': '...'}, ...)"
+    )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"

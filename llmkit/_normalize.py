@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from ._result import Completion, FinishReason, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
+from .errors import InvalidResponseError
 
 __all__ = [
     "chunk_logprobs",
@@ -134,17 +135,30 @@ def _thinking_blocks(message: dict[str, Any]) -> list[dict[str, Any]] | None:
 def completion_from_response(
     response: dict[str, Any], *, cost_usd: float | None, model: str, latency_s: float, attempts: int = 1
 ) -> Completion:
-    """One ``Completion`` from a LiteLLM ModelResponse dumped to a dict."""
+    """One ``Completion`` from a LiteLLM ModelResponse dumped to a dict.
+
+    Raises ``InvalidResponseError`` (retryable, never cached) for an answer with nothing in it: no choice, or one with
+    no text, no tool call and no finish reason. A provider or gateway in trouble sends HTTP 200 with ``"choices": []``;
+    stored as a success it would be served from the cache forever after the provider recovered.
+    """
     choice = (response.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     calls = tool_calls(message.get("tool_calls"))
+    text = _text(message.get("content"))
+    reason = finish_reason(choice.get("finish_reason"), bool(calls))
+    if text is None and not calls and reason is None:
+        raise InvalidResponseError(
+            f"{model} answered with no choice, no text, no tool call and no finish reason (an empty reply); "
+            "retried, never cached",
+            model=model,
+        )
     return Completion(
-        text=_text(message.get("content")),
+        text=text,
         thinking=message.get("reasoning_content") or None,
         thinking_blocks=_thinking_blocks(message),
         tool_calls=calls,
         logprobs=logprobs(choice.get("logprobs")),
-        finish_reason=finish_reason(choice.get("finish_reason"), bool(calls)),
+        finish_reason=reason,
         usage=usage(response.get("usage")),
         cost_usd=cost_usd,
         model=model,

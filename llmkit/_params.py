@@ -6,19 +6,33 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from ._messages import to_messages
 from .errors import ConfigError
 
-__all__ = ["Capability", "Model", "Prompt", "RateLimits", "RequestOptions", "RetryPolicy", "SamplingParams", "merge"]
+__all__ = [
+    "Capability",
+    "Model",
+    "Prompt",
+    "RateLimits",
+    "RequestOptions",
+    "RetryPolicy",
+    "SamplingParams",
+    "mask_options",
+    "mask_url",
+    "merge",
+]
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
 Capability = Literal["reasoning", "logprobs", "tools", "vision", "json_schema"]
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+# allow_inf_nan=False: weight=inf, timeout_s=inf or an rpm of inf would be accepted and fail later, misleadingly.
+_FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 _SECRET_SUFFIXES = ("key", "secret", "token", "password")
@@ -36,6 +50,59 @@ def describe_validation_error(owner: type[BaseModel], exc: ValidationError) -> s
             message = f"unknown field; allowed: {', '.join(owner.model_fields)}"
         lines.append(f"{owner.__name__}{'.' + where if where else ''}{value}: {message}")
     return "; ".join(lines)
+
+
+# What counts as a credential inside provider options, headers and URLs (besides Model.api_key).
+_SECRET_NAME = re.compile(r"key|secret|token|password|passwd|credential|auth|cookie|signature|^sig$", re.IGNORECASE)
+_AUTH_SCHEMES = ("bearer ", "basic ", "token ")
+_MASK = "***"
+
+
+def _is_secret_name(name: object) -> bool:
+    return isinstance(name, str) and bool(_SECRET_NAME.search(name))
+
+
+def _credential_values(value: Any, secret: bool = False) -> list[str]:
+    """Every credential string inside provider options: values under secret-looking names (``aws_secret_access_key``,
+    an ``Authorization`` header), and for "Bearer xyz" also the bare token, which a provider may echo alone."""
+    if isinstance(value, dict):
+        return [v for key, item in value.items() for v in _credential_values(item, secret or _is_secret_name(key))]
+    if isinstance(value, (list, tuple)):
+        return [v for item in value for v in _credential_values(item, secret)]
+    if not (secret and isinstance(value, str) and value):
+        return []
+    scheme = next((s for s in _AUTH_SCHEMES if value.lower().startswith(s)), None)
+    return [value, value[len(scheme) :].strip()] if scheme else [value]
+
+
+def _url_credentials(url: str | None) -> list[str]:
+    """The password of ``https://user:pass@host`` and secret-looking query values (``?key=``, ``?auth=``)."""
+    if not url:
+        return []
+    parts = urlsplit(url)
+    found = [parts.password] if parts.password else []
+    return found + [value for name, value in parse_qsl(parts.query) if _is_secret_name(name) and value]
+
+
+def mask_url(url: str | None) -> str | None:
+    """``url`` with the userinfo password and secret-looking query values replaced by ``***``, for display."""
+    if not url or not _url_credentials(url):
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        netloc = f"{parts.username}:{_MASK}@{netloc.rpartition('@')[2]}"
+    query = urlencode([(n, _MASK if _is_secret_name(n) and v else v) for n, v in parse_qsl(parts.query)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def mask_options(value: Any, secret: bool = False) -> Any:
+    """Provider options (headers included) with every credential value replaced by ``***``, for display."""
+    if isinstance(value, dict):
+        return {key: mask_options(item, secret or _is_secret_name(key)) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_options(item, secret) for item in value]
+    return _MASK if secret and isinstance(value, str) and value else value
 
 
 class _Params(BaseModel):
@@ -135,6 +202,17 @@ class Model(_Params):
     def provider(self) -> str:
         """The LiteLLM provider prefix ('openai' for 'openai/gpt-4o-mini'), or '' when the name has none."""
         return self.name.split("/", 1)[0] if "/" in self.name else ""
+
+    def secrets(self) -> list[str]:
+        """Every credential this deployment carries: the key, credentials in ``provider_options`` (auth headers,
+        ``aws_secret_access_key``, ...) and in ``api_base`` (``?key=``, ``user:pass@``). Redacted from all output."""
+        key = [self.api_key.get_secret_value()] if self.api_key is not None else []
+        return key + _credential_values(self.provider_options) + _url_credentials(self.api_base)
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        # api_base and provider_options may carry credentials (a ?key= query, an Authorization header).
+        masked = {"api_base": mask_url(self.api_base), "provider_options": mask_options(self.provider_options)}
+        return [(name, masked.get(name, value)) for name, value in super().__repr_args__()]
 
 
 ToolChoice = Literal["auto", "none", "required"] | str | dict[str, Any]

@@ -14,6 +14,8 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from .errors import ConfigError
+
 __all__ = ["iterate", "run", "sync_twin"]
 
 T = TypeVar("T")
@@ -34,8 +36,21 @@ def _background_loop() -> asyncio.AbstractEventLoop:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Block until ``coro`` is done. Ctrl-C cancels it (its ``finally`` blocks run) and re-raises."""
-    future = asyncio.run_coroutine_threadsafe(coro, _background_loop())
+    """Block until ``coro`` is done. Ctrl-C cancels it (its ``finally`` blocks run) and re-raises.
+
+    Raises ``ConfigError`` when called on the background loop's own thread (a sync call inside a batch's
+    ``on_result`` callback): the loop would wait for itself forever.
+    """
+    loop = _background_loop()
+    if _running_loop() is loop:
+        coro.close()
+        raise ConfigError(
+            "a sync llmkit call (complete, batch, stream, ...) was made on llmkit's own event loop, e.g. inside an "
+            "on_result callback of batch(); it would wait for itself forever. Make the callback async "
+            "(async def on_result(index, completion): ... await client.acomplete(...)), or collect what you need "
+            "and call after the batch"
+        )
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
     try:
         return future.result()
     except KeyboardInterrupt:
@@ -45,6 +60,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError, Exception):
             pass
         raise
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def iterate(agen: AsyncIterator[T]) -> Iterator[T]:

@@ -12,12 +12,12 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _normalize
-from ._params import Model, RequestOptions, SamplingParams
+from ._params import Model, RequestOptions, SamplingParams, mask_url
 from ._result import Completion, StreamDelta
 from ._types import Message
 from .errors import (
@@ -33,6 +33,7 @@ from .errors import (
     RateLimitError,
     TimeoutError,
     UnsupportedFeatureError,
+    env_secrets,
     redact,
 )
 
@@ -56,6 +57,8 @@ class Request:
     messages: list[Message]
     sampling: SamplingParams
     options: RequestOptions
+    timeout_s: float | None = None
+    """The attempt's deadline in seconds: the call's ``timeout_s``, else the client's default."""
 
 
 class Transport(Protocol):
@@ -109,10 +112,15 @@ class LiteLLMTransport:
         kwargs = self._kwargs(request)
         litellm = _litellm()
         start = time.perf_counter()
+        error: LLMError | None = None
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            raise map_exception(exc, request.model) from exc
+            error = map_exception(exc, request.model)
+        if error is not None:
+            # Raised outside the except block, so LiteLLM's exception (whose text may hold a key) is neither its
+            # __cause__ nor its __context__: tracebacks, Sentry and logger.exception never print it.
+            raise error
         return self._completion(response, request, time.perf_counter() - start)
 
     async def astream(self, request: Request) -> AsyncIterator[StreamDelta | Completion]:
@@ -123,6 +131,7 @@ class LiteLLMTransport:
         start = time.perf_counter()
         chunks = []
         logprobs: list[dict[str, Any]] = []
+        error: LLMError | None = None
         try:
             stream = await litellm.acompletion(**kwargs)
             async for chunk in stream:
@@ -133,7 +142,9 @@ class LiteLLMTransport:
                     yield delta
             response = litellm.stream_chunk_builder(chunks, messages=request.messages)
         except Exception as exc:
-            raise map_exception(exc, request.model) from exc
+            error = map_exception(exc, request.model)
+        if error is not None:
+            raise error  # outside the except block: see acomplete
         if response is None:
             raise InvalidResponseError(f"{request.model.name} sent an empty stream", model=request.model.name)
         completion = self._completion(response, request, time.perf_counter() - start)
@@ -169,8 +180,9 @@ class LiteLLMTransport:
             kwargs["api_base"] = model.api_base
         if model.api_key is not None:
             kwargs["api_key"] = model.api_key.get_secret_value()
-        if options.timeout_s is not None:
-            kwargs["timeout"] = options.timeout_s
+        timeout_s = options.timeout_s if options.timeout_s is not None else request.timeout_s
+        if timeout_s is not None:
+            kwargs["timeout"] = timeout_s  # per read in LiteLLM's HTTP clients; the client bounds the whole attempt
         kwargs.update(model.provider_options)
         return kwargs
 
@@ -320,9 +332,8 @@ def map_exception(exc: BaseException, model: Model) -> LLMError:
     original = getattr(exc, "original_exception", None)
     if isinstance(exc, litellm.exceptions.MidStreamFallbackError) and isinstance(original, Exception):
         exc = original
-    secrets = [model.api_key.get_secret_value()] if model.api_key else []
     status = getattr(exc, "status_code", None)
-    text = redact(str(exc), secrets)[:1000]
+    text = redact(str(exc), [*model.secrets(), *env_secrets()])[:1000]
     fields: dict[str, Any] = {"model": model.name, "provider": model.provider, "status": status}
     table: list[tuple[type[BaseException], type[LLMError]]] = [
         (litellm.ContextWindowExceededError, ContextWindowExceededError),
@@ -340,6 +351,9 @@ def map_exception(exc: BaseException, model: Model) -> LLMError:
         return RateLimitError(f"{model.name} is rate limited: {text}", retry_after=_retry_after(exc), **fields)
     if _is_invalid_json(exc):
         return InvalidResponseError(f"{model.name} sent a response that could not be parsed: {text}", **fields)
+    if _in_chain(exc, _is_connection_failure):
+        where = mask_url(model.api_base) or f"{model.provider or 'the provider'}'s default endpoint"
+        return ProviderError(f"{model.name}: could not connect to {where}: {text}", **{**fields, "status": None})
     for source, target in table:
         if isinstance(exc, source):
             return target(f"{model.name}: {text}", **fields)
@@ -353,9 +367,27 @@ _UNPARSEABLE = ("JSONDecodeError", "Error converting to valid response block", "
 
 
 def _is_invalid_json(exc: BaseException) -> bool:
+    return _in_chain(
+        exc, lambda seen: isinstance(seen, json.JSONDecodeError) or any(m in str(seen)[:4000] for m in _UNPARSEABLE)
+    )
+
+
+# How a refused or unreachable endpoint shows up under each route's HTTP client (openai SDK/httpx, aiohttp).
+_CONNECTION_FAILURES = ("Connection refused", "Cannot connect to host", "All connection attempts failed")
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectionRefusedError) or any(m in str(exc)[:4000] for m in _CONNECTION_FAILURES)
+
+
+def _in_chain(exc: BaseException, test: Callable[[BaseException], bool]) -> bool:
+    """Whether ``test`` holds for ``exc`` or any exception it was raised from (LiteLLM wraps the SDK's, which wraps
+    the socket's)."""
     seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, json.JSONDecodeError) or any(marker in str(seen)[:4000] for marker in _UNPARSEABLE):
+    for _ in range(20):  # a chain that loops back on itself must not hang error handling
+        if seen is None:
+            return False
+        if test(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

@@ -23,6 +23,7 @@ Errors carry provider, model, status, retry_after and request_id, never request 
 from __future__ import annotations
 
 import builtins
+import os
 import re
 from collections.abc import Iterable
 
@@ -163,6 +164,22 @@ class ContentFilterError(BadRequestError):
 
 
 _MIN_SECRET_LEN = 6
+# Environment variables whose values are credentials: OPENAI_API_KEY, AWS_SECRET_ACCESS_KEY, HF_TOKEN, ...
+_SECRET_VAR = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+_NOT_A_SECRET = re.compile(r"^(?:true|false|yes|no|on|off|none|null|\d+(?:\.\d+)?|[./~].*)$", re.IGNORECASE)
+
+
+def env_secrets() -> list[str]:
+    """Values of environment variables named like credentials: the keys LiteLLM reads for a provider
+    (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``AWS_SECRET_ACCESS_KEY``, ...) whatever the provider.
+
+    Read at each call (a process may set a key after importing llmkit); flags, numbers and paths are not secrets.
+    """
+    return [
+        value
+        for name, value in os.environ.items()
+        if _SECRET_VAR.search(name) and len(value) >= _MIN_SECRET_LEN and not _NOT_A_SECRET.match(value)
+    ]
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
