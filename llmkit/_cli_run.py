@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import Completion, ConfigError, LLMClient, Model, Prompt, RateLimits, ResponseCache, RetryPolicy, SamplingParams
+from ._client import DEFAULT_TIMEOUT_S
+from ._outfile import OutputFile
 from ._settings import CacheConfig, LLMKitSettings, PoolConfig, did_you_mean, find_config, load_config, searched_places
-from .errors import redact
+from .errors import env_secrets, redact
 
 __all__ = [
     "EXIT_FAILED",
@@ -287,7 +289,7 @@ def _record(line_id: str | int, completion: Completion, secrets: tuple[str, ...]
     if completion.logprobs is not None:
         record["logprobs"] = data["logprobs"]
     if record["error"] is not None:
-        record["error"]["message"] = redact(record["error"]["message"], secrets)
+        record["error"]["message"] = redact(record["error"]["message"], [*secrets, *env_secrets()])
     return record
 
 
@@ -412,7 +414,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     tally = _Tally(chosen.secrets)
     start = time.perf_counter()
     interrupted = False
-    with _backend(args, [*pool.models, *pool.context_window_fallbacks]) as (deployments, server):
+    # The output is claimed first: a run that cannot write it (it is the input, another run writes it) starts nothing.
+    with (
+        OutputFile(args.output, inputs=(path,)) as out,
+        _backend(args, [*pool.models, *pool.context_window_fallbacks]) as (deployments, server),
+    ):
         models, fallbacks = deployments[: len(pool.models)], deployments[len(pool.models) :]
         cache = _cache(args, settings, pool.cache)
         if cache is None:
@@ -426,8 +432,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             retry=retry,
             cache=cache,
             context_window_fallbacks=fallbacks,
+            timeout_s=args.timeout or pool.timeout_s or DEFAULT_TIMEOUT_S,
         )
-        with client, open(args.output, "w", encoding="utf-8") as out:
+        with client:
             try:
                 # LiteLLM prints "Give Feedback / Get Help" banners on stdout for every failed attempt; run writes
                 # nothing to stdout, and the errors themselves are in the results.

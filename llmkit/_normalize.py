@@ -138,23 +138,25 @@ def completion_from_response(
     """One ``Completion`` from a LiteLLM ModelResponse dumped to a dict.
 
     Raises ``InvalidResponseError`` (retryable, never cached) for an answer with nothing in it: no choice, or one with
-    no text, no tool call and no finish reason. A provider or gateway in trouble sends HTTP 200 with ``"choices": []``;
-    stored as a success it would be served from the cache forever after the provider recovered.
+    no text, no tool call, no thinking and no finish reason but a plain "stop" (LiteLLM reports "stop" for an Anthropic
+    reply with no content and no stop reason). A provider or gateway in trouble sends HTTP 200 with ``"choices": []``;
+    stored as a success it would be served from the cache forever after the provider recovered. A reply cut by
+    ``max_tokens`` before any text (``"length"``) or refused (``"content_filter"``) is an answer, and kept.
     """
     choice = (response.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     calls = tool_calls(message.get("tool_calls"))
     text = _text(message.get("content"))
+    thinking = message.get("reasoning_content") or None
     reason = finish_reason(choice.get("finish_reason"), bool(calls))
-    if text is None and not calls and reason is None:
+    if text is None and not calls and thinking is None and reason in (None, "stop"):
         raise InvalidResponseError(
-            f"{model} answered with no choice, no text, no tool call and no finish reason (an empty reply); "
-            "retried, never cached",
+            f"{model} sent an empty answer (no choice, no text, no tool call); retried, never cached",
             model=model,
         )
     return Completion(
         text=text,
-        thinking=message.get("reasoning_content") or None,
+        thinking=thinking,
         thinking_blocks=_thinking_blocks(message),
         tool_calls=calls,
         logprobs=logprobs(choice.get("logprobs")),

@@ -98,7 +98,7 @@ class LLMKitSettings(BaseSettings):
         return RateLimits(**given) if given else None
 
 
-_SECTION = ConfigDict(frozen=True, extra="forbid")
+_SECTION = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class CacheConfig(BaseModel):
@@ -126,6 +126,9 @@ class PoolConfig(BaseModel):
     )
     context_window_fallbacks: list[Model] = Field(
         default_factory=list, description="Tried in order, only for a prompt too long for the pool's models."
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, description="Seconds each attempt may take, connect to last byte (default 600)."
     )
 
     @field_validator("models", "context_window_fallbacks", mode="before")
@@ -499,4 +502,5 @@ def client_from_config(path: str | os.PathLike[str] | None = None, pool: str = "
         retry=chosen.retry,
         cache=cache,
         context_window_fallbacks=chosen.context_window_fallbacks,
+        **({"timeout_s": chosen.timeout_s} if chosen.timeout_s is not None else {}),
     )

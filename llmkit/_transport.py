@@ -351,6 +351,11 @@ def map_exception(exc: BaseException, model: Model) -> LLMError:
         return RateLimitError(f"{model.name} is rate limited: {text}", retry_after=_retry_after(exc), **fields)
     if _is_invalid_json(exc):
         return InvalidResponseError(f"{model.name} sent a response that could not be parsed: {text}", **fields)
+    if _in_chain(exc, _is_error_in_ok_body):
+        # LiteLLM calls an error object inside an HTTP 200 body a 422 BadRequestError (never retried); the provider
+        # or gateway sent no status at all, so it is an unusable answer, retried like one.
+        message = f"{model.name} answered HTTP 200 with an error instead of an answer: {text}"
+        return InvalidResponseError(message, **{**fields, "status": None})
     if _in_chain(exc, _is_connection_failure):
         where = mask_url(model.api_base) or f"{model.provider or 'the provider'}'s default endpoint"
         return ProviderError(f"{model.name}: could not connect to {where}: {text}", **{**fields, "status": None})
@@ -378,6 +383,12 @@ _CONNECTION_FAILURES = ("Connection refused", "Cannot connect to host", "All con
 
 def _is_connection_failure(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionRefusedError) or any(m in str(exc)[:4000] for m in _CONNECTION_FAILURES)
+
+
+def _is_error_in_ok_body(exc: BaseException) -> bool:
+    """LiteLLM's marker for ``{"error": ...}`` without a code in a 200 body: a bare ``Exception`` given status 422 in
+    ``convert_to_model_response_object`` (litellm_core_utils/llm_response_utils/convert_dict_to_response.py)."""
+    return type(exc) is Exception and getattr(exc, "status_code", None) == 422
 
 
 def _in_chain(exc: BaseException, test: Callable[[BaseException], bool]) -> bool:

@@ -23,6 +23,7 @@ import yaml
 
 from . import ConfigError, LLMError, Model, ResponseCache, __version__
 from ._cli_run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, cmd_run, note, setup, table
+from ._params import mask_options, mask_url
 from ._settings import ConfigFile, LLMKitSettings, find_config, load_config, searched_places
 from .errors import redact
 
@@ -46,11 +47,17 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
     pools = {}
     for name in names:
         data = config.pool(name).model_dump(mode="json", exclude_none=True)
-        for model in data["models"]:
+        for model in [*data["models"], *data.get("context_window_fallbacks", [])]:
             if model.get("api_key"):
                 model["api_key"] = "***"
-            if not model.get("provider_options"):
+            if model.get("api_base"):  # a ?key= query or user:password@ in the URL
+                model["api_base"] = mask_url(model["api_base"])
+            if model.get("provider_options"):  # an Authorization header, aws_secret_access_key, ...
+                model["provider_options"] = mask_options(model["provider_options"])
+            else:
                 model.pop("provider_options", None)
+        if not data.get("context_window_fallbacks"):
+            data.pop("context_window_fallbacks", None)
         pools[name] = data
     settings = args.settings
     header = f"# {config.path}, resolved (keys masked); cache_dir={settings.cache_dir} log_level={settings.log_level}\n"
@@ -174,7 +181,12 @@ def _cmd_cache_clear(args: argparse.Namespace) -> int:
     if not path.is_dir():
         print(f"no cache at {path}; nothing to clear")
         return EXIT_OK
-    cache = ResponseCache(path)
+    try:
+        cache = ResponseCache(path)
+    except ConfigError as exc:  # a corrupt database: clearing it is exactly what the user needs
+        ResponseCache.wipe(path)
+        print(f"{exc.message.split(';')[0]}: deleted and recreated it (every entry is gone)")
+        return EXIT_OK
     try:
         removed = cache.clear(older_than_s=args.older_than)
     finally:
@@ -303,6 +315,12 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--tpm", type=_positive(float), metavar="N", help="tokens per minute")
     limits.add_argument("--concurrency", type=_positive(int), metavar="N", help="requests in flight at once")
     limits.add_argument("--max-attempts", type=_positive(int), metavar="N", help="attempts per prompt; 1: no retries")
+    limits.add_argument(
+        "--timeout",
+        type=_positive(float),
+        metavar="S",
+        help="seconds each attempt may take, connect to last byte (default: the pool's timeout_s, else 600)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
 

@@ -27,6 +27,7 @@ ALLOWED = {
     "_normalize": {"_result", "errors"},
     "_transport": {"_normalize", "_params", "_result", "_types", "errors"},
     "_sync": {"errors"},
+    "_outfile": {"errors"},
     "local": {"_params", "errors"},
     "_settings": {"_cache", "_client", "_params", "errors"},
     "_batch": {"_client", "_params", "_result", "_types", "errors"},

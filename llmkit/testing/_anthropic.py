@@ -211,6 +211,19 @@ class AnthropicWire:
             "usage": self._usage(prompt, reply, meta, body),
         }
 
+    def empty(self, model: str) -> dict[str, Any]:
+        """HTTP 200 with no content block and no stop reason."""
+        return {
+            "id": "msg_empty",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+
     def render_stream(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> list[str]:
         """message_start, per block content_block_start/delta.../stop, message_delta (usage, stop_reason),
         message_stop."""

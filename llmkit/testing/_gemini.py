@@ -229,6 +229,10 @@ class GeminiWire:
             "responseId": meta.rid,
         }
 
+    def empty(self, model: str) -> dict[str, Any]:
+        """HTTP 200 with `"candidates": []`."""
+        return {"candidates": [], "usageMetadata": {"promptTokenCount": 0, "totalTokenCount": 0}, "modelVersion": model}
+
     def render_stream(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> list[str]:
         """One GenerateContentResponse per SSE event: thought, text words, whole functionCall parts; usage last."""
         config = _get(body, "generationConfig") or {}

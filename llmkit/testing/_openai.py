@@ -233,6 +233,17 @@ class OpenAIWire:
         frames.append("data: [DONE]\n\n")
         return frames
 
+    def empty(self, model: str) -> dict[str, Any]:
+        """HTTP 200 with `"choices": []`, as a struggling provider or gateway sometimes sends."""
+        return {
+            "id": "chatcmpl-empty",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": model,
+            "choices": [],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+
     def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         """Deterministic unit vectors (`dimensions`, default 16), floats or base64 float32 like the real API."""
         inputs = body.get("input")

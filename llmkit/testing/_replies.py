@@ -49,7 +49,9 @@ SMALL_CONTEXT_LIMIT = 50
 # A fixed secret (not per process) so a thinking block signed by one FakeProvider, cached on disk and replayed
 # to another one later, still verifies, as real Anthropic signatures do.
 _THINKING_SECRET = b"llmkit.testing.FakeProvider thinking signature v1"
-_DIRECTIVE = re.compile(r"\[\[(fail_once|fail|reset|invalid_json|sleep|filter)(?::([^\]]*))?\]\]")
+_DIRECTIVE = re.compile(
+    r"\[\[(fail_once|fail|reset|invalid_json|sleep|filter|empty|error_body|echo_key|trickle)(?::([^\]]*))?\]\]"
+)
 _QUOTED = re.compile(r"(?<!\w)'([^'\n]+?)'(?!\w)|(?<!\w)\"([^\"\n]+?)\"(?!\w)")
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
 _ALTERNATIVES = ("the", " a", " and", " of", " to", " is", " in", " it", " that", " was", " for", " on")
@@ -95,11 +97,17 @@ class Directives:
     invalid_json: bool = False
     sleep_s: float = 0.0
     filter: bool = False
+    empty: bool = False
+    error_body: bool = False
+    echo_key: int | None = None
+    """Answer this HTTP status with an error message that quotes the API key as received (a careless gateway)."""
+    trickle_s: float | None = None
+    """Send the answer 10 bytes at a time, this many seconds apart (a reply that never trips a per-read timeout)."""
 
 
 def parse_directives(text: str) -> Directives:
     """Read `[[fail:500]]`, `[[fail:429:2.5]]`, `[[fail_once:500]]`, `[[reset]]`, `[[invalid_json]]`,
-    `[[sleep:1.5]]`, `[[filter]]`."""
+    `[[sleep:1.5]]`, `[[filter]]`, `[[empty]]`, `[[error_body]]`, `[[echo_key:401]]`, `[[trickle:0.5]]`."""
     found: dict[str, Any] = {}
     for name, arg in _DIRECTIVE.findall(text):
         try:
@@ -108,6 +116,10 @@ def parse_directives(text: str) -> Directives:
                 found[name] = (int(status), float(retry_after) if retry_after else None)
             elif name == "sleep":
                 found["sleep_s"] = float(arg or 0)
+            elif name == "echo_key":
+                found["echo_key"] = int(arg or 401)
+            elif name == "trickle":
+                found["trickle_s"] = float(arg or 0.5)
             else:
                 found[name] = True
         except ValueError:
@@ -399,3 +411,4 @@ class Wire(Protocol):
     ) -> dict[str, Any]: ...
     def render(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> dict[str, Any]: ...
     def render_stream(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> list[str]: ...
+    def empty(self, model: str) -> dict[str, Any]: ...

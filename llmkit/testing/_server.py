@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import math
 import random
@@ -33,7 +34,7 @@ __all__ = ["FakeProvider", "RecordedRequest"]
 logger = logging.getLogger(__name__)
 
 INVALID_KEY = "invalid-key"
-FAULT_KINDS = ("status", "reset", "invalid_json", "timeout")
+FAULT_KINDS = ("status", "reset", "invalid_json", "timeout", "empty", "error_body", "echo_key")
 _GARBAGE = '{"id": "garbage", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assist'
 
 
@@ -218,7 +219,9 @@ class FakeProvider:
 
         kind: "status" (HTTP `status` with the provider's error body; `retry_after` seconds go in the
         Retry-After header), "reset" (connection closed, no response), "invalid_json" (200 with a truncated
-        body) or "timeout" (wait `hang_s` seconds, then answer normally).
+        body), "timeout" (wait `hang_s` seconds, then answer normally), "empty" (200 with no answer in it:
+        `"choices": []`), "error_body" (200 whose body is the provider's error object) or "echo_key" (HTTP `status`
+        with an error message quoting the API key as received, as a careless gateway does).
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}: use one of {', '.join(FAULT_KINDS)}")
@@ -327,12 +330,19 @@ class FakeProvider:
         return web.json_response(body, status=status, headers=headers)
 
     async def _fault(
-        self, request: web.Request, wire: Wire, fault: _Fault, model: str, stream: bool
+        self, request: web.Request, wire: Wire, fault: _Fault, model: str, stream: bool, key: str | None = None
     ) -> web.StreamResponse | None:
         """Answer with the fault, or None to continue normally (after a "timeout" hang)."""
         logger.debug("FakeProvider fault %s on %s", fault, request.path)
         if fault.kind == "status":
             return self._error(wire, fault.status, "status", model, retry_after=fault.retry_after)
+        if fault.kind == "empty":
+            return web.json_response(wire.empty(model))
+        if fault.kind == "error_body":  # what some gateways send: no status, no code, HTTP 200
+            return web.json_response({"error": {"message": "The upstream is overloaded.", "type": "server_error"}})
+        if fault.kind == "echo_key":
+            message = f"Invalid credentials {key!r} for {model}; check the key you sent."
+            return self._error(wire, fault.status, "status", model, message=message)
         if fault.kind == "reset":
             if request.transport is not None:
                 request.transport.abort()
@@ -364,7 +374,7 @@ class FakeProvider:
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
         if fault is not None:
-            faulted = await self._fault(request, wire, fault, model, stream)
+            faulted = await self._fault(request, wire, fault, model, stream, key)
             if faulted is not None:
                 return faulted
         if not key or key == INVALID_KEY:
@@ -376,13 +386,20 @@ class FakeProvider:
             return self._error(wire, 404, "not_found", model)
         if endpoint == "embeddings":
             return web.json_response(self._openai.embeddings(body))
-        return await self._chat(request, wire, body, model, stream)
+        return await self._chat(request, wire, body, model, stream, key)
 
     async def _chat(
-        self, request: web.Request, wire: Wire, body: dict[str, Any], model: str, stream: bool
+        self, request: web.Request, wire: Wire, body: dict[str, Any], model: str, stream: bool, key: str | None
     ) -> web.StreamResponse:
         prompt = wire.parse(body, model)
         directives = parse_directives(prompt.last_user)
+        for kind, wanted in (("empty", directives.empty), ("error_body", directives.error_body)):
+            if wanted:
+                return await self._fault(request, wire, _Fault(kind), model, stream) or web.Response(status=500)
+        if directives.echo_key is not None:
+            return await self._fault(request, wire, _Fault("echo_key", directives.echo_key), model, stream, key) or (
+                web.Response(status=500)
+            )
         once = directives.fail_once
         if once is not None and not self._remember("fail_once:" + stable_id(wire.name, model, prompt.last_user)):
             return self._error(wire, once[0], "status", model, retry_after=once[1])
@@ -403,11 +420,24 @@ class FakeProvider:
         rid = stable_id(wire.name, request.path, body)
         reply = build_reply(prompt, call_id=wire.call_prefix + rid, filtered=directives.filter)
         meta = Meta(rid=rid, created=1_700_000_000 + int(rid[:6], 16) % 10_000_000, remember=self._remember)
-        if not stream:
+        if not stream and directives.trickle_s is None:
             return web.json_response(wire.render(prompt, reply, meta, body))
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        if not stream:
+            text = json.dumps(wire.render(prompt, reply, meta, body))
+            pieces = [text[i : i + 10] for i in range(0, len(text), 10)]
+            return await self._send(request, pieces, "application/json", directives.trickle_s)
+        frames = wire.render_stream(prompt, reply, meta, body)
+        return await self._send(request, frames, "text/event-stream", directives.trickle_s)
+
+    async def _send(
+        self, request: web.Request, pieces: list[str], content_type: str, interval_s: float | None
+    ) -> web.StreamResponse:
+        """Write ``pieces`` as they come (SSE frames, or a body trickled ``interval_s`` seconds apart)."""
+        response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
         await response.prepare(request)
-        for frame in wire.render_stream(prompt, reply, meta, body):
-            await response.write(frame.encode())
+        for piece in pieces:
+            if interval_s:
+                await asyncio.sleep(interval_s)
+            await response.write(piece.encode())
         await response.write_eof()
         return response
