@@ -363,12 +363,16 @@ class LLMClient:
                 logger.debug("context-window fallback %s skipped: %s", exc.model, exc.message)
 
     def _capable(self, plan: _Plan) -> _Plan:
-        """The plan without the deployments that cannot do what it asks; ``UnsupportedFeatureError`` if none can."""
-        refusals: list[UnsupportedFeatureError] = []
+        """The plan without the deployments that cannot do what it asks (``UnsupportedFeatureError``) or have no key
+        (``AuthenticationError``: the deployment leaves the pool, as after a 401); the first refusal if none can."""
+        refusals: list[UnsupportedFeatureError | AuthenticationError] = []
         requests: dict[int, Request] = {}
         for index, request in plan.requests.items():
             try:
                 self._transport.check(request)
+            except AuthenticationError as exc:
+                self._router.on_failure(index, exc)
+                refusals.append(exc)
             except UnsupportedFeatureError as exc:
                 refusals.append(exc)
             else:

@@ -102,11 +102,40 @@ def _provider_facts(name: str) -> tuple[frozenset[str], bool]:
     return params, reasons
 
 
+# Per model name, the key variables LiteLLM would read that were missing when first asked; () when a key was there.
+_KEY_VARS: dict[str, tuple[str, ...]] = {}
+
+
+def _check_key(model: Model) -> None:
+    """``AuthenticationError`` before sending when the model has no key at all: no ``api_key``, no credential in its
+    ``provider_options``, and none of the ``*_API_KEY`` variables LiteLLM reads for it. Without this, the OpenAI route
+    fails with a retryable 500 ("Missing credentials") sent ``max_attempts`` times; other routes with a 401."""
+    if model.api_key is not None or model.secrets():
+        return
+    if model.name not in _KEY_VARS:
+        try:
+            missing = _litellm().validate_environment(model=model.name).get("missing_keys") or []
+        except Exception:  # a provider LiteLLM cannot check: let the request say what is wrong
+            missing = []
+        # Only API keys: other variables (OLLAMA_API_BASE, VERTEXAI_PROJECT, AWS credentials from a profile or a
+        # role) can come from elsewhere, and the request itself will say what is wrong.
+        _KEY_VARS[model.name] = tuple(name for name in missing if name.endswith("_API_KEY"))
+    wanted = _KEY_VARS[model.name]
+    if wanted and not any(os.environ.get(name) for name in wanted):
+        raise AuthenticationError(
+            f"{model.name} has no API key: set {' or '.join(wanted)} (LiteLLM reads it from the environment), or "
+            "give Model(api_key=...)",
+            model=model.name,
+            provider=model.provider,
+        )
+
+
 class LiteLLMTransport:
     """Every provider LiteLLM supports, through ``litellm.acompletion``."""
 
     def check(self, request: Request) -> None:
         self._kwargs(request)
+        _check_key(request.model)
 
     async def acomplete(self, request: Request) -> Completion:
         kwargs = self._kwargs(request)

@@ -283,6 +283,25 @@ def test_cli_results_and_summary_carry_no_environment_key(tmp_path: Path, monkey
     assert MARKER not in results + out + err and MARKER[:8] not in results + out + err
 
 
+@pytest.mark.parametrize("key", [None, ""])
+async def test_a_missing_key_is_an_authentication_error_naming_the_variable_before_sending(
+    fake_provider, provider, key
+) -> None:
+    client = LLMClient([Model(CHAT[provider], api_base=fake_provider.api_base(provider), api_key=key)])
+    (result,) = await client.abatch(["hi"])
+    error = result.error
+    assert isinstance(error, AuthenticationError) and not error.retryable and ENV_KEY[provider] in error.message
+    assert fake_provider.count == 0
+
+
+async def test_a_keyless_deployment_leaves_the_pool_and_the_others_answer(fake_provider, monkeypatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "fake-key")
+    pool = [Model(CHAT[p], api_base=fake_provider.api_base(p)) for p in ("openai", "anthropic")]
+    results = await LLMClient(pool, seed=1).abatch([f"q{i}" for i in range(6)])
+    assert all(r.ok and r.model == CHAT["anthropic"] for r in results)
+    assert fake_provider.count_for(provider="openai") == 0
+
+
 def test_config_show_masks_auth_headers_query_credentials_and_userinfo(tmp_path: Path, capsys) -> None:
     (tmp_path / "llmkit.yaml").write_text(
         """\

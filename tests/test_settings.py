@@ -289,7 +289,7 @@ pools:
         f"{path}:8: pools.default.sampling.temprature: unknown key; allowed: temperature, top_p, max_tokens, stop, "
         "seed, reasoning_effort, thinking_budget, logprobs, top_logprobs, json_mode (did you mean 'temperature'?)",
         f"{path}:9: pools.default.retries: unknown key; allowed: models, sampling, limits, retry, cache, "
-        "context_window_fallbacks (did you mean 'retry'?)",
+        "context_window_fallbacks, timeout_s (did you mean 'retry'?)",
     ]
 
 
