@@ -191,8 +191,8 @@ class LLMClient:
     sampling overrides it; a model's ``sampling`` is the lowest layer). ``cache``: a ``ResponseCache`` or a directory,
     None for no cache. ``context_window_fallbacks``: models tried in order, only for a prompt that a pool model
     refused as too long. ``timeout_s``: each attempt's deadline (connect, wait and read) unless a call's
-    ``RequestOptions.timeout_s`` says otherwise; None waits forever. ``transport``, ``sleep``, ``clock`` and ``seed`` are
-    for tests.
+    ``RequestOptions.timeout_s`` says otherwise; None waits forever. ``transport``, ``sleep``, ``clock`` and ``seed``
+    are for tests.
     """
 
     def __init__(
@@ -564,7 +564,8 @@ class LLMClient:
             self._failed(index, exc, tries)
             raise
         finally:
-            await stream.aclose()
+            if (aclose := getattr(stream, "aclose", None)) is not None:
+                await aclose()  # closes the connection when the consumer stops early or the deadline passed
             for permit in permits:
                 permit.release(used)
 

@@ -479,7 +479,7 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 def client_from_config(path: str | os.PathLike[str] | None = None, pool: str = "default") -> LLMClient:
     """An ``LLMClient`` for one pool of a config file, found as ``find_config`` does; raises ``ConfigError``."""
     from ._cache import ResponseCache  # imported here: the layer map has _settings below _client
-    from ._client import LLMClient
+    from ._client import DEFAULT_TIMEOUT_S, LLMClient
 
     settings = LLMKitSettings()
     found = find_config(path, settings)
@@ -502,5 +502,5 @@ def client_from_config(path: str | os.PathLike[str] | None = None, pool: str = "
         retry=chosen.retry,
         cache=cache,
         context_window_fallbacks=chosen.context_window_fallbacks,
-        **({"timeout_s": chosen.timeout_s} if chosen.timeout_s is not None else {}),
+        timeout_s=chosen.timeout_s if chosen.timeout_s is not None else DEFAULT_TIMEOUT_S,
     )

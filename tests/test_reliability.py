@@ -93,7 +93,9 @@ def test_a_second_run_on_the_same_output_fails_at_start_and_the_first_stays_vali
         while not (partial.exists() and partial.stat().st_size > 0) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert partial.exists(), first.stderr.read() if first.poll() is not None else "first run never wrote"
-        second = subprocess.run(cmd + ["--cache-dir", str(tmp_path / "c2")], capture_output=True, text=True, cwd=tmp_path)
+        second = subprocess.run(
+            cmd + ["--cache-dir", str(tmp_path / "c2")], capture_output=True, text=True, cwd=tmp_path
+        )
         assert second.returncode == 2 and "another llmkit run is writing" in second.stderr, second.stderr
         assert first.wait(timeout=120) == 0, first.stderr.read()
     finally:
@@ -102,7 +104,7 @@ def test_a_second_run_on_the_same_output_fails_at_start_and_the_first_stays_vali
     assert sorted(line["id"] for line in lines) == list(range(30)) and all(line["error"] is None for line in lines)
 
 
-# -- 3: an empty answer is retried, never cached -------------------------------------------------------------------------
+# -- 3: an empty answer is retried, never cached -----------------------------------------------------------------------
 
 
 async def test_an_empty_reply_is_retried_and_the_real_answer_cached(fake_provider, provider, tmp_path: Path) -> None:
@@ -130,7 +132,7 @@ async def test_a_200_with_an_error_body_is_retried(fake_provider, provider) -> N
     assert c.ok and c.attempts == 2 and fake_provider.count == 2
 
 
-# -- 4: max_in_flight ------------------------------------------------------------------------------------------------------
+# -- 4: max_in_flight --------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 2.5])
@@ -154,7 +156,7 @@ def test_langchain_max_concurrency_zero_is_a_config_error(transport) -> None:
     assert transport.calls == []
 
 
-# -- 5, 6: the cache never stops a run ------------------------------------------------------------------------------
+# -- 5, 6: the cache never stops a run ---------------------------------------------------------------------------------
 
 
 async def test_an_unreadable_entry_is_a_miss_warned_once_and_replaced(fake_provider, tmp_path: Path, caplog) -> None:
@@ -208,7 +210,7 @@ async def test_a_failed_cache_write_warns_once_and_every_answer_still_arrives(
     assert len(warnings) == 1 and str(client.cache.path) in warnings[0] and "full" in warnings[0]
 
 
-# -- 8, 9, 10: no key in any output ----------------------------------------------------------------------------------
+# -- 8, 9, 10: no key in any output ------------------------------------------------------------------------------------
 
 
 def _everywhere(completion: Completion, error: BaseException, caplog) -> str:
@@ -224,9 +226,7 @@ def _everywhere(completion: Completion, error: BaseException, caplog) -> str:
     )
 
 
-async def test_a_key_from_the_environment_never_leaves_llmkit(
-    fake_provider, provider, monkeypatch, caplog
-) -> None:
+async def test_a_key_from_the_environment_never_leaves_llmkit(fake_provider, provider, monkeypatch, caplog) -> None:
     monkeypatch.setenv(ENV_KEY[provider], MARKER)
     client = LLMClient(
         [Model(CHAT[provider], api_base=fake_provider.api_base(provider))], retry=FAST_RETRY
@@ -320,7 +320,7 @@ pools:
     assert "visible-trace" in shown and "region=eu" in shown and "user:***@gateway.example" in shown
 
 
-# -- 11, 12: no unbounded wait ------------------------------------------------------------------------------------------
+# -- 11, 12: no unbounded wait -----------------------------------------------------------------------------------------
 
 
 def test_every_attempt_has_a_deadline_by_default(tmp_path: Path) -> None:
@@ -364,7 +364,7 @@ def test_cli_timeout_bounds_each_attempt(tmp_path: Path, capsys) -> None:
     assert code == 1 and lines[0]["error"]["type"] == "TimeoutError" and lines[1]["error"] is None
 
 
-# -- 13: a sync call inside a callback --------------------------------------------------------------------------------
+# -- 13: a sync call inside a callback ---------------------------------------------------------------------------------
 
 
 def test_a_sync_call_inside_on_result_raises_instead_of_deadlocking(transport) -> None:
@@ -397,7 +397,7 @@ def test_an_async_on_result_may_call_the_client(transport) -> None:
     assert follow_ups == {0: "echo: follow up echo: a", 1: "echo: follow up echo: b"}
 
 
-# -- 14: wrong classification ---------------------------------------------------------------------------------------
+# -- 14: wrong classification ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("content", [42, {"text": "hi"}, [], ["plain string part"], [{"text": "no type"}], None])
@@ -445,7 +445,7 @@ async def test_connection_refused_names_the_address(provider) -> None:
     assert f"could not connect to {base}" in error.message
 
 
-# -- streams and cached-hit paths keep the same rules ----------------------------------------------------------------
+# -- streams and cached-hit paths keep the same rules ------------------------------------------------------------------
 
 
 async def test_an_empty_stream_reply_is_retried(fake_provider) -> None:
