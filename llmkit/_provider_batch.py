@@ -193,7 +193,9 @@ async def asubmit_batch(
         owners[fp] = custom_id = f"i{index}"
         lines.append(api.line(custom_id, request))
         items.append(_item(custom_id, request.messages, request.sampling, request.options))
-    digest = hashlib.sha256("\n".join([deployment.name, *fingerprints]).encode()).hexdigest()
+    # The same prompts for another endpoint or cache namespace (a fake, a proxy) are another job.
+    where = [deployment.name, deployment.api_base or "", client.cache.namespace or ""]  # type: ignore[union-attr]
+    digest = hashlib.sha256("\n".join([*where, *fingerprints]).encode()).hexdigest()
     job_id = f"pb-{digest[:20]}"
     directory = root / job_id
     if (directory / "manifest.json").exists():
@@ -254,6 +256,20 @@ class BatchJob:
         self._manifest = manifest
         self._fingerprints = fingerprints
         self._api = api
+
+    @property
+    def model(self) -> str:
+        """The model name every line was sent to."""
+        return self._manifest.model
+
+    @property
+    def api_base(self) -> str | None:
+        return self._manifest.api_base
+
+    @property
+    def path(self) -> Path:
+        """The job's directory: its manifest, inputs and the provider jobs' input lines."""
+        return self._dir
 
     def __repr__(self) -> str:
         return f"<BatchJob {self.id} {self._manifest.model} prompts={self._manifest.prompts}>"
