@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import io
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -85,14 +86,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
     status = job.status()
     sent = status.prompts - status.cached
     note(f"submitted {sent} prompts in {len(status.jobs)} provider job(s); {status.cached} cached or repeated")
-    print(job.id)
+    write(job.id, sys.stdout)
     return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     if args.job is None:
         for job_id in job_ids(LLMClient(Model("openai/any"), cache=_cache(args))):
-            print(job_id)
+            write(job_id, sys.stdout)
         return EXIT_OK
     job = _load(args)
     with _quiet():
@@ -104,11 +105,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         counts = (j.total, j.succeeded, j.failed, j.expired, j.cancelled)
         rows.append((f"part {j.part}", j.provider_id or "-", j.state, j.provider_status or "-", *map(str, counts)))
     for line in table(rows):
-        print(line)
-    print(
+        write(line, sys.stdout)
+    write(
         f"{status.id}: {status.prompts} prompts, {status.cached} cached, {status.pending} pending, "
         f"{status.in_progress} in progress, {status.succeeded} succeeded, {status.failed} failed, "
-        f"{status.expired} expired, {status.cancelled} cancelled"
+        f"{status.expired} expired, {status.cancelled} cancelled",
+        sys.stdout,
     )
     return EXIT_OK
 

@@ -1,4 +1,4 @@
-"""``llmkit batch submit|status|collect|cancel`` and ``llmkit run --provider-batch``, in-process against FakeProvider."""
+"""``llmkit batch submit|status|collect|cancel`` and ``llmkit run --provider-batch``, in-process, on FakeProvider."""
 
 from __future__ import annotations
 
