@@ -23,8 +23,8 @@ from typing import Any
 from . import _normalize
 from ._params import Model
 from ._result import Completion
-from ._transport import LiteLLMTransport, Request, _litellm, map_exception
-from .errors import LLMError, ProviderError, UnsupportedFeatureError
+from ._transport import LiteLLMTransport, Request, _litellm, _retry_after, map_exception
+from .errors import LLMError, ProviderError, RateLimitError, UnsupportedFeatureError
 
 __all__ = ["BATCH_PROVIDERS", "BatchAPI", "LineResult", "Snapshot", "batch_api"]
 
@@ -303,12 +303,22 @@ class BatchAPI:
         return {"model": self.model.name, "provider": self.provider}
 
     def _error(self, exc: Exception) -> LLMError:
+        """An error of a batch endpoint call as llmkit's, Retry-After kept. LiteLLM's files and batches functions
+        raise the provider SDK's or httpx's own errors unmapped (the OpenAI SDK's ``RateLimitError``, the Anthropic
+        handlers' ``raise_for_status``): those go through LiteLLM's mapping for their status, as a live error does."""
         if isinstance(exc, LLMError):
             return exc
-        status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+        status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
         if isinstance(status, int) and not hasattr(exc, "llm_provider"):
-            return self._line_error(status, str(exc))
-        return map_exception(exc, self.model)
+            error = self._line_error(status, str(exc)[:500])
+        else:
+            error = map_exception(exc, self.model)
+        if isinstance(error, RateLimitError) and error.retry_after is None:
+            seen: BaseException | None = exc
+            while seen is not None and error.retry_after is None:
+                error.retry_after = _retry_after(seen)  # type: ignore[arg-type]
+                seen = seen.__cause__ or seen.__context__
+        return error
 
     async def _anthropic_post(self, suffix: str, payload: dict[str, Any] | None) -> str:
         """POST to Anthropic's Message Batches (create or cancel), with LiteLLM's headers; returns the batch id."""

@@ -425,8 +425,12 @@ class BatchJob:
                 try:
                     if await self._poll():
                         break
-                except RateLimitError as exc:
-                    wait = max(wait, exc.retry_after or wait)
+                except LLMError as exc:  # a 429 or 5xx from the batch endpoint: poll again later, never give up
+                    if not exc.retryable:
+                        raise
+                    logger.info("polling provider batch %s failed (%s); polling again", self.id, exc.message[:200])
+                    if isinstance(exc, RateLimitError):
+                        wait = max(wait, exc.retry_after or wait)
                 if bar is not None:
                     status = self._status()
                     bar.n = status.prompts - status.pending - status.in_progress + self._running_done()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 
@@ -226,3 +227,28 @@ def test_manifest_is_written_before_anything_is_submitted(fake_provider, tmp_pat
     monkeypatch.setattr(_batch_transport.BatchAPI, "submit", spy)
     _client(fake_provider, "openai", tmp_path / "cache").submit_batch(_prompts(6), max_requests_per_job=4)
     assert seen == [{"state": "submitting", "parts": 2}] * 2
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_polling_backs_off_waits_retry_after_and_survives_server_errors(fake_provider, tmp_path, provider) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(0.05)
+
+    fake_provider.batches.duration_s = 1.5
+    model = Model(MODELS[provider], api_base=fake_provider.api_base(provider), api_key="k")
+    client = LLMClient(model, cache=tmp_path / "cache", sleep=sleep)
+    job = client.submit_batch(_prompts(3))
+    fake_provider.batches.fail_next("retrieve", status=500)  # one 500: sent once (no hidden SDK retry), then polled
+    results = job.wait(poll_s=0.01)
+    assert all(r.ok for r in results)
+    assert waits[:4] == [0.01, 0.015, pytest.approx(0.0225), pytest.approx(0.03375)]
+    assert fake_provider.batches.requests["retrieve"] == len(waits) + 1
+
+    waits.clear()
+    job = client.submit_batch(_prompts(4))
+    fake_provider.batches.fail_next("retrieve", status=429, retry_after=7)
+    job.wait(poll_s=0.01)
+    assert waits[0] == 7  # the provider's Retry-After, not the 0.01 s backoff

@@ -111,6 +111,14 @@ class BatchStore:
         """Every line received in a batch, keyed by a hash of (provider, request body)."""
         self.requests: Counter[str] = Counter()
         """Batch API calls by kind: "upload", "create", "retrieve", "cancel", "content", "results", "list"."""
+        self._faults: list[tuple[str, int, float | None]] = []
+
+    def fail_next(
+        self, kind: str = "retrieve", n: int = 1, status: int = 500, retry_after: float | None = None
+    ) -> None:
+        """Answer the next `n` batch API calls of `kind` with HTTP `status` (and Retry-After seconds if given)."""
+        with self._lock:
+            self._faults.extend([(kind, status, retry_after)] * n)
 
     def reset(self) -> None:
         with self._lock:
@@ -119,6 +127,7 @@ class BatchStore:
             self.batches.clear()
             self.received.clear()
             self.requests.clear()
+            self._faults.clear()
 
     @property
     def lines_received(self) -> int:
@@ -148,6 +157,12 @@ class BatchStore:
             wire = self._anthropic if anthropic else self._openai
             with self._lock:
                 self.requests[kind] += 1
+                fault = next((f for f in self._faults if f[0] == kind), None)
+                if fault is not None:
+                    self._faults.remove(fault)
+            if fault is not None:
+                headers = {"retry-after": f"{fault[2]:g}"} if fault[2] is not None else {}
+                return web.json_response(wire.error(fault[1], "status"), status=fault[1], headers=headers)
             if not wire.api_key(request.headers, request.query):
                 return web.json_response(_ANTHROPIC_KEY_ERROR if anthropic else _OPENAI_KEY_ERROR, status=401)
             return await handler(request)
