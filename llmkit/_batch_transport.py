@@ -108,7 +108,7 @@ class BatchAPI:
         if key not in self._mapped:
             self._mapped[key] = self._map_params(params, kwargs["messages"])
         model, config, optional = self._mapped[key]
-        return dict(
+        body = dict(
             config.transform_request(
                 model=model,
                 messages=kwargs["messages"],
@@ -117,6 +117,12 @@ class BatchAPI:
                 headers={},
             )
         )
+        # What the OpenAI SDK does with these on the live route: extra_body is merged into the JSON, and a
+        # stream=False is not sent (compared against the live wire in tests/test_provider_batch.py).
+        body.update(body.pop("extra_body", None) or {})
+        if body.get("stream") is False:
+            del body["stream"]
+        return body
 
     def _map_params(self, params: dict[str, Any], messages: list[Any]) -> tuple[str, Any, dict[str, Any]]:
         litellm = _litellm()

@@ -15,6 +15,7 @@ from llmkit import (
     LLMClient,
     Model,
     ProviderError,
+    RequestOptions,
     RetryPolicy,
     SamplingParams,
     UnsupportedFeatureError,
@@ -252,3 +253,56 @@ def test_polling_backs_off_waits_retry_after_and_survives_server_errors(fake_pro
     fake_provider.batches.fail_next("retrieve", status=429, retry_after=7)
     job.wait(poll_s=0.01)
     assert waits[0] == 7  # the provider's Retry-After, not the 0.01 s backoff
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "sampling"),
+    [
+        ("openai", "openai/gpt-4o-mini", SamplingParams()),
+        ("anthropic", "anthropic/claude-sonnet-4-5", SamplingParams(reasoning_effort="low", max_tokens=2048)),
+    ],
+)
+async def test_tool_calls_and_thinking_are_normalized_as_live(fake_provider, tmp_path, provider, model, sampling):
+    fake_provider.batches.duration_s = 0.2
+    deployment = Model(model, api_base=fake_provider.api_base(provider), api_key="k")
+    options = RequestOptions(tools=[WEATHER])
+    prompts = ["What is the weather in 'Paris'? use get_weather", "Just say hi"]
+    client = LLMClient(deployment, cache=tmp_path / "cache")
+    job = await client.asubmit_batch(prompts, sampling=sampling, options=options)
+    results = await job.await_results(poll_s=POLL_S)
+    sent = [body for batch in fake_provider.batches.batches.values() for _, body in batch.lines]
+    fake_provider.reset()
+    live = await LLMClient(deployment).abatch(prompts, sampling=sampling, options=options)
+    dump = lambda bodies: sorted(json.dumps(b, sort_keys=True) for b in bodies)  # noqa: E731
+    assert dump(sent) == dump(r.body for r in fake_provider.requests)  # each line is the live request body
+    for got, expected in zip(results, live, strict=True):
+        _same_answer(got, expected)
+        assert got.thinking_blocks == expected.thinking_blocks
+    assert results[0].tool_calls and results[0].tool_calls[0].name == "get_weather"
+    assert (results[0].thinking is not None) == (provider == "anthropic")
+
+
+def test_a_model_without_a_known_price_has_no_cost(fake_provider, tmp_path) -> None:
+    fake_provider.batches.duration_s = 0.2
+    model = Model("openai/my-own-finetune", api_base=fake_provider.api_base("openai"), api_key="k")
+    results = LLMClient(model, cache=tmp_path / "cache").submit_batch(["hi"]).wait(poll_s=POLL_S)
+    assert results[0].ok and results[0].usage.output_tokens > 0 and results[0].cost_usd is None
+
+
+def test_wait_gives_up_after_timeout_and_the_job_stays_resumable(fake_provider, tmp_path) -> None:
+    fake_provider.batches.duration_s = 1.5
+    client = _client(fake_provider, "openai", tmp_path / "cache")
+    job = client.submit_batch(_prompts(2))
+    with pytest.raises(TimeoutError, match="keeps running"):
+        job.wait(poll_s=0.1, timeout_s=0.3)
+    assert all(r.ok for r in BatchJob.load(job.id, client).wait(poll_s=POLL_S))
