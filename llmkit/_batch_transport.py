@@ -18,13 +18,14 @@ import copy
 import io
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from . import _normalize
 from ._params import Model
 from ._result import Completion
 from ._transport import LiteLLMTransport, Request, _litellm, _retry_after, map_exception
-from .errors import LLMError, ProviderError, RateLimitError, UnsupportedFeatureError
+from .errors import ConfigError, LLMError, ProviderError, RateLimitError, UnsupportedFeatureError
 
 __all__ = ["BATCH_PROVIDERS", "BatchAPI", "LineResult", "Snapshot", "batch_api"]
 
@@ -152,7 +153,8 @@ class BatchAPI:
         try:
             if self.provider == "openai":
                 return await self._submit_openai(lines, tag)
-            return await self._anthropic_post("", {"requests": [json.loads(x) for x in lines.splitlines()]})
+            created = await self._anthropic_call("POST", "", {"requests": [json.loads(x) for x in lines.splitlines()]})
+            return str(created["id"])
         except Exception as exc:
             raise self._error(exc) from exc
 
@@ -171,18 +173,33 @@ class BatchAPI:
         )
         return str(job.id)
 
-    async def find(self, tag: dict[str, str]) -> str | None:
-        """The id of a job created with this ``tag`` (OpenAI only: Anthropic batches carry no metadata)."""
-        if self.provider != "openai":
-            return None
+    async def find(self, tag: dict[str, str], lines: int, since: float, known: set[str]) -> str | None:
+        """The job a submit interrupted by a crash created, if the provider has it; None if it never arrived.
+
+        OpenAI: the job whose metadata is ``tag``. Anthropic batches carry no metadata: the one batch created since
+        ``since`` (epoch seconds, less 5 minutes of clock skew) with ``lines`` requests that the manifest does not
+        know; two such batches are ambiguous, and a ``ConfigError`` is raised rather than risk a second submission.
+        """
         try:
-            page = await _litellm().alist_batches(custom_llm_provider="openai", limit=100, **self._auth())
+            if self.provider == "openai":
+                page = await _litellm().alist_batches(custom_llm_provider="openai", limit=100, **self._auth())
+                return next((str(j.id) for j in page.data or [] if (j.metadata or {}) == tag), None)
+            listing = await self._anthropic_call("GET", "?limit=100", None)
         except Exception as exc:
             raise self._error(exc) from exc
-        for job in page.data or []:
-            if (job.metadata or {}) == tag:
-                return str(job.id)
-        return None
+        found = [
+            str(b["id"])
+            for b in listing.get("data") or []
+            if b.get("id") not in known
+            and sum((b.get("request_counts") or {}).values()) == lines
+            and _epoch(b.get("created_at")) >= since - 300
+        ]
+        if len(found) > 1:
+            raise ConfigError(
+                f"a submit to Anthropic was interrupted and {len(found)} recent batches could be it ({found}); "
+                "cancel the wrong ones in the console and delete this job's directory to submit again"
+            )
+        return found[0] if found else None
 
     async def retrieve(self, job_id: str) -> Snapshot:
         try:
@@ -211,7 +228,7 @@ class BatchAPI:
             if self.provider == "openai":
                 await _litellm().acancel_batch(batch_id=job_id, custom_llm_provider="openai", **self._auth())
             else:
-                await self._anthropic_post(f"/{job_id}/cancel", None)
+                await self._anthropic_call("POST", f"/{job_id}/cancel", None)
         except Exception as exc:
             raise self._error(exc) from exc
 
@@ -326,8 +343,8 @@ class BatchAPI:
                 seen = seen.__cause__ or seen.__context__
         return error
 
-    async def _anthropic_post(self, suffix: str, payload: dict[str, Any] | None) -> str:
-        """POST to Anthropic's Message Batches (create or cancel), with LiteLLM's headers; returns the batch id."""
+    async def _anthropic_call(self, method: str, suffix: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+        """A Message Batches call LiteLLM lacks (create, cancel, list), with LiteLLM's headers and our timeout."""
         import aiohttp
         from litellm.llms.anthropic.batches.transformation import AnthropicBatchesConfig
         from litellm.llms.anthropic.common_utils import AnthropicModelInfo
@@ -346,12 +363,20 @@ class BatchAPI:
         url = f"{str(api_base).rstrip('/')}/v1/messages/batches{suffix}"
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.post(url, json=payload, headers=headers) as reply:
+            async with session.request(method, url, json=payload, headers=headers) as reply:
                 data = await reply.json(content_type=None)
                 if reply.status != 200:
                     message = str((data.get("error") or {}).get("message") or data)
                     raise self._line_error(reply.status, message)
-        return str(data["id"])
+        return dict(data)
+
+
+def _epoch(stamp: Any) -> float:
+    """An RFC 3339 timestamp (Anthropic's ``created_at``) as epoch seconds; 0 if unreadable."""
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _openai_response(body: dict[str, Any]) -> Any:

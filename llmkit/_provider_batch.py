@@ -317,7 +317,8 @@ class BatchJob:
         for k, part in enumerate(self._manifest.parts):
             tag = {"llmkit_job": self.id, "part": str(k), "file": part.file}
             if part.state == "submitting":
-                found = await self._api.find(tag)
+                known = {p.provider_id for p in self._manifest.parts if p.provider_id}
+                found = await self._api.find(tag, part.lines, part.submitted_at or 0.0, known)
                 if found is not None:
                     part.provider_id, part.state = found, "submitted"
                     self._save()

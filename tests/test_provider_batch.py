@@ -306,3 +306,33 @@ def test_wait_gives_up_after_timeout_and_the_job_stays_resumable(fake_provider, 
     with pytest.raises(TimeoutError, match="keeps running"):
         job.wait(poll_s=0.1, timeout_s=0.3)
     assert all(r.ok for r in BatchJob.load(job.id, client).wait(poll_s=POLL_S))
+
+
+class _Crash(BaseException):
+    """Stands for kill -9 between the provider creating a job and the manifest recording its id."""
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_submit_cut_after_the_provider_created_the_job_is_found_not_resent(
+    fake_provider, tmp_path, monkeypatch, provider
+) -> None:
+    from llmkit import _batch_transport
+
+    fake_provider.batches.duration_s = 0.5
+    real_submit = _batch_transport.BatchAPI.submit
+
+    async def crash_after_second(self, lines, tag):
+        job_id = await real_submit(self, lines, tag)
+        if tag["part"] == "1":
+            raise _Crash
+        return job_id
+
+    monkeypatch.setattr(_batch_transport.BatchAPI, "submit", crash_after_second)
+    with pytest.raises(_Crash):
+        _client(fake_provider, provider, tmp_path / "cache").submit_batch(_prompts(9), max_requests_per_job=3)
+    monkeypatch.setattr(_batch_transport.BatchAPI, "submit", real_submit)
+    job = _client(fake_provider, provider, tmp_path / "cache").submit_batch(_prompts(9), max_requests_per_job=3)
+    jobs = job.status().jobs
+    assert all(j.state in ("submitted", "collected") for j in jobs) and len({j.provider_id for j in jobs}) == 3
+    assert fake_provider.batches.requests["create"] == 3 and fake_provider.batches.lines_received == 9
+    assert [r.text for r in job.wait(poll_s=POLL_S)] == [f"Echo: {p}" for p in _prompts(9)]

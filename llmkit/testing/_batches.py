@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -61,8 +62,11 @@ class _Batch:
     lines: list[tuple[str, dict[str, Any]]]
     started: float
     duration_s: float
+    created: float
+    """Wall-clock creation time (epoch seconds), reported as Anthropic's ``created_at``."""
     expire_after: int | None
     input_file_id: str | None = None
+    metadata: dict[str, Any] | None = None
     cancelled_at: float | None = None
     cancelled_done: int | None = None
     results: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
@@ -175,7 +179,9 @@ class BatchStore:
             batch_id = prefix + stable_id(provider, len(self.batches), time.time_ns())
             for _, body in lines:
                 self.received[stable_id(provider, body)] += 1
-            batch = _Batch(batch_id, provider, lines, time.monotonic(), self.duration_s, self.expire_after, file_id)
+            batch = _Batch(
+                batch_id, provider, lines, time.monotonic(), self.duration_s, time.time(), self.expire_after, file_id
+            )
             self.batches[batch_id] = batch
             return batch
 
@@ -239,7 +245,8 @@ class BatchStore:
             return web.json_response(_NO_FILE, status=400)
         lines = [json.loads(line) for line in data.splitlines() if line.strip()]
         batch = self._new("openai", [(line["custom_id"], line["body"]) for line in lines], body["input_file_id"])
-        return web.json_response(self._openai_object(batch, body.get("metadata")))
+        batch.metadata = body.get("metadata")
+        return web.json_response(self._openai_object(batch))
 
     async def _retrieve_openai(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self._openai_object(self._get(request)))
@@ -258,7 +265,7 @@ class BatchStore:
             batch.cancelled_done = batch.done_lines()
             batch.cancelled_at = time.monotonic()
 
-    def _openai_object(self, batch: _Batch, metadata: Any = None) -> dict[str, Any]:
+    def _openai_object(self, batch: _Batch) -> dict[str, Any]:
         phase = batch.phase()
         self._settle(batch)
         failed = batch.outcome.count("errored")
@@ -290,7 +297,7 @@ class BatchStore:
                 "completed": batch.outcome.count("succeeded") if batch.outcome else batch.done_lines(),
                 "failed": failed,
             },
-            "metadata": metadata,
+            "metadata": batch.metadata,
         }
 
     def _openai_files(self, batch: _Batch) -> tuple[str | None, str | None]:
@@ -351,7 +358,7 @@ class BatchStore:
                 "expired": counts["expired"],
             },
             "ended_at": "2023-11-15T00:00:00Z" if ended else None,
-            "created_at": "2023-11-14T22:13:20Z",
+            "created_at": datetime.fromtimestamp(batch.created, timezone.utc).isoformat().replace("+00:00", "Z"),
             "expires_at": "2023-11-15T22:13:20Z",
             "cancel_initiated_at": "2023-11-14T22:13:21Z" if batch.cancelled_at is not None else None,
             "results_url": f"{request.url.origin()}/v1/messages/batches/{batch.id}/results" if ended else None,
