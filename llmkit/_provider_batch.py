@@ -306,7 +306,7 @@ class BatchJob:
         return cls(client, directory, manifest, fingerprints, batch_api(deployment))
 
     def _save(self) -> None:
-        _write(self._dir / "manifest.json", json.dumps(self._manifest.to_json(), indent=1).encode())
+        _write(self._dir / "manifest.json", json.dumps(self._manifest.to_json(), separators=(",", ":")).encode())
 
     def _finished(self) -> bool:
         return all(p.state in ("collected", "cancelled") for p in self._manifest.parts)
@@ -346,10 +346,12 @@ class BatchJob:
             if part.state != "submitted" or part.provider_id is None:
                 continue
             snapshot = await self._api.retrieve(part.provider_id)
+            changed = part.provider_status != snapshot.status
             part.provider_status, part.done = snapshot.status, snapshot.done + snapshot.failed
             if snapshot.ended:
                 self._collect(part, await self._api.results(snapshot), snapshot.message)
-            self._save()
+            if changed or snapshot.ended:  # the manifest holds every collected outcome: write it only on news
+                self._save()
         return self._finished()
 
     def _collect(self, part: _Part, results: list[LineResult], message: str | None) -> None:
@@ -495,6 +497,7 @@ class BatchJob:
                 model=self._manifest.model,
                 provider=self._manifest.provider,
                 status=info.get("status"),
+                retryable=info.get("retryable"),
             )
         return Completion(finish_reason="error", error=error, model=self._manifest.model)
 

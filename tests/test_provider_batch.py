@@ -236,9 +236,12 @@ def test_polling_backs_off_waits_retry_after_and_survives_server_errors(fake_pro
 
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
-        await asyncio.sleep(0.05)
+        if len(waits) == 5:  # end the batches now: five polls are enough to see the backoff, however slow the box
+            for batch in fake_provider.batches.batches.values():
+                batch.duration_s = 0.0
+        await asyncio.sleep(0.01)
 
-    fake_provider.batches.duration_s = 1.5
+    fake_provider.batches.duration_s = 60
     model = Model(MODELS[provider], api_base=fake_provider.api_base(provider), api_key="k")
     client = LLMClient(model, cache=tmp_path / "cache", sleep=sleep)
     job = client.submit_batch(_prompts(3))
@@ -249,6 +252,7 @@ def test_polling_backs_off_waits_retry_after_and_survives_server_errors(fake_pro
     assert fake_provider.batches.requests["retrieve"] == len(waits) + 1
 
     waits.clear()
+    fake_provider.batches.duration_s = 0.1
     job = client.submit_batch(_prompts(4))
     fake_provider.batches.fail_next("retrieve", status=429, retry_after=7)
     job.wait(poll_s=0.01)
@@ -300,11 +304,13 @@ def test_a_model_without_a_known_price_has_no_cost(fake_provider, tmp_path) -> N
 
 
 def test_wait_gives_up_after_timeout_and_the_job_stays_resumable(fake_provider, tmp_path) -> None:
-    fake_provider.batches.duration_s = 1.5
+    fake_provider.batches.duration_s = 60
     client = _client(fake_provider, "openai", tmp_path / "cache")
     job = client.submit_batch(_prompts(2))
     with pytest.raises(TimeoutError, match="keeps running"):
         job.wait(poll_s=0.1, timeout_s=0.3)
+    for batch in fake_provider.batches.batches.values():
+        batch.duration_s = 0.0  # the provider finishes later
     assert all(r.ok for r in BatchJob.load(job.id, client).wait(poll_s=POLL_S))
 
 
@@ -336,3 +342,19 @@ def test_a_submit_cut_after_the_provider_created_the_job_is_found_not_resent(
     assert all(j.state in ("submitted", "collected") for j in jobs) and len({j.provider_id for j in jobs}) == 3
     assert fake_provider.batches.requests["create"] == 3 and fake_provider.batches.lines_received == 9
     assert [r.text for r in job.wait(poll_s=POLL_S)] == [f"Echo: {p}" for p in _prompts(9)]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_no_key_in_the_job_directory_errors_or_logs(fake_provider, tmp_path, caplog, provider) -> None:
+    marker = "sk-MARKER-provider-batch-5ecret"
+    fake_provider.batches.duration_s = 0.2
+    model = Model(MODELS[provider], api_base=fake_provider.api_base(provider), api_key=marker)
+    client = LLMClient(model, cache=tmp_path / "cache")
+    caplog.set_level("DEBUG", logger="llmkit")
+    job = client.submit_batch(["fine", "broken [[fail:400]]"])
+    results = job.wait(poll_s=POLL_S)
+    assert not results[1].ok
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert stored.count(b"fine") and marker.encode() not in stored
+    seen = [repr(r.error) for r in results] + [str(job.status()), caplog.text, repr(job)]
+    assert not any(marker in text for text in seen)
