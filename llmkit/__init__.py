@@ -13,6 +13,7 @@ from ._cache import ResponseCache
 from ._client import LLMClient
 from ._fingerprint import fingerprint
 from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
+from ._provider_batch import BatchJob, BatchStatus, ProviderJobStatus
 from ._result import Completion, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
 from ._status import StatusTracker
 from .errors import (
@@ -40,6 +41,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "BatchJob",
+    "BatchStatus",
     "ChatLLMKit",
     "Completion",
     "ConfigError",
@@ -54,6 +57,7 @@ __all__ = [
     "NoModelAvailableError",
     "Prompt",
     "ProviderError",
+    "ProviderJobStatus",
     "RateLimitError",
     "RateLimits",
     "RequestOptions",

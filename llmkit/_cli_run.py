@@ -330,10 +330,22 @@ class _Tally:
 
 
 async def _run_all(
-    client: LLMClient, items: _Input, out: IO[str], tally: _Tally, progress: bool, max_in_flight: int | None
+    client: LLMClient,
+    items: _Input,
+    out: IO[str],
+    tally: _Tally,
+    progress: bool,
+    max_in_flight: int | None,
+    provider_batch: bool = False,
 ) -> None:
     """Write each result line as soon as it is done, so an interrupted run keeps everything finished so far."""
-    async for index, completion in client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight):
+    if provider_batch:
+        from ._cli_batch import provider_batch_results
+
+        source = provider_batch_results(client, items, progress)
+    else:
+        source = client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight)
+    async for index, completion in source:
         line_id = items.ids[index]
         record = _record(line_id, completion, tally.secrets)
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -439,7 +451,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 # LiteLLM prints "Give Feedback / Get Help" banners on stdout for every failed attempt; run writes
                 # nothing to stdout, and the errors themselves are in the results.
                 with contextlib.redirect_stdout(io.StringIO()):
-                    asyncio.run(_run_all(client, items, out, tally, not args.no_progress, args.max_in_flight))
+                    progress, batch_api = not args.no_progress, getattr(args, "provider_batch", False)
+                    asyncio.run(_run_all(client, items, out, tally, progress, args.max_in_flight, batch_api))
             except KeyboardInterrupt:
                 interrupted = True
         sent = server.count if server is not None else client.status.requests_sent

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from . import _batch, _sync
+from . import _batch, _provider_batch, _sync
 from ._cache import ResponseCache
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
@@ -574,6 +574,11 @@ class LLMClient:
     abatch = _batch.abatch
     batch = _sync.sync_twin(_batch.abatch)
     as_completed = _batch.as_completed
+
+    # -- provider batch APIs (half price, within 24 h): implemented in _provider_batch -----------------------
+
+    asubmit_batch = _provider_batch.asubmit_batch
+    submit_batch = _sync.sync_twin(_provider_batch.asubmit_batch)
 
     def close(self) -> None:
         """Close the cache's files (the client is unusable for cached calls afterwards)."""

@@ -322,7 +322,15 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds each attempt may take, connect to last byte (default: the pool's timeout_s, else 600)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--provider-batch",
+        action="store_true",
+        help="send through the provider's batch API (OpenAI, Anthropic): half the price, answered within 24 h",
+    )
     run.set_defaults(handler=cmd_run)
+    from ._cli_batch import add_parsers as add_batch_parsers  # here: _cli_batch imports from _cli_run, like cli
+
+    add_batch_parsers(commands, common, source)
 
     config = commands.add_parser("config", help="show or check the config file")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND", required=True)

@@ -31,8 +31,11 @@ ALLOWED = {
     "local": {"_params", "errors"},
     "_settings": {"_cache", "_client", "_params", "errors"},
     "_batch": {"_client", "_params", "_result", "_types", "errors"},
+    "_batch_transport": {"_normalize", "_params", "_result", "_transport", "errors"},
+    "_provider_batch": {"_batch", "_batch_transport", "_client", "_params", "_result", "_sync", "_types", "errors"},
     "_client": {
         "_batch",
+        "_provider_batch",
         "_cache",
         "_settings",
         "_fingerprint",
@@ -49,7 +52,8 @@ ALLOWED = {
         "errors",
     },
 }
-LITELLM_ONLY_IN = {"_transport", "cli", "local", "_local"}
+# _batch_transport: provider batch APIs are a second wire (files, jobs, result lines), see its docstring.
+LITELLM_ONLY_IN = {"_transport", "_batch_transport", "cli", "local", "_local"}
 
 
 def _imports(path: Path) -> tuple[set[str], set[str]]:

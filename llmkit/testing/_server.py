@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from ._anthropic import AnthropicWire
+from ._batches import BatchStore
 from ._gemini import GeminiWire
 from ._openai import OpenAIWire
 from ._replies import Meta, Wire, build_reply, context_limit, parse_directives, stable_id
@@ -95,6 +96,8 @@ class FakeProvider:
         self._rpm: float | None = None
         self._buckets: dict[str, tuple[float, float]] = {}
         self._seen: set[str] = set()
+        self.batches = BatchStore(self._remember, self._lock)
+        """The provider batch endpoints (OpenAI files and batches, Anthropic Message Batches) and their counters."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> FakeProvider:
@@ -122,6 +125,7 @@ class FakeProvider:
         app.router.add_post("/v1/messages", self._route(anthropic, "chat"))
         for version in ("v1", "v1beta", "v1alpha"):
             app.router.add_post(f"/{version}/models/{{target}}", self._route(gemini, "chat"))
+        self.batches.add_routes(app)
         # handler_cancellation: a client that gives up on a "timeout" fault frees its handler at once.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -206,6 +210,7 @@ class FakeProvider:
             self._rpm = None
             self._buckets.clear()
             self._seen.clear()
+        self.batches.reset()
 
     def fail_next(
         self,
