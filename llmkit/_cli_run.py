@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import Completion, ConfigError, LLMClient, Model, Prompt, RateLimits, ResponseCache, RetryPolicy, SamplingParams
-from ._settings import CacheConfig, LLMKitSettings, PoolConfig, did_you_mean, find_config, load_config, searched_places
+from . import Completion, ConfigError, LLMClient, Model, RateLimits, ResponseCache, RetryPolicy
+from ._cli_input import PromptFile, format_of
+from ._settings import CacheConfig, LLMKitSettings, PoolConfig, find_config, load_config, searched_places
 from .errors import redact
 
 __all__ = [
@@ -45,7 +46,6 @@ OFFLINE_POOL = PoolConfig(models=[Model("openai/gpt-4o-mini", weight=3), Model("
 OFFLINE_KEY = "llmkit-offline"  # any key but 'invalid-key' is accepted by the fake provider
 # With no config and no --model, --local starts from this pool; _backend swaps its model for the running server's.
 LOCAL_POOL = PoolConfig(models=[Model("openai/smollm2")])
-LINE_KEYS = ("id", "prompt", "messages", "sampling")
 # An output line: the input's id, then these fields of the Completion, then logprobs when there are any.
 _RESULT_FIELDS = (
     "text",
@@ -189,85 +189,6 @@ def _cache(args: argparse.Namespace, settings: LLMKitSettings, section: CacheCon
 # -- llmkit run -------------------------------------------------------------------------------------------------------
 
 
-class _BadLine(Exception):
-    pass
-
-
-def _parse_line(text: str, number: int) -> tuple[str | int, Prompt]:
-    """One input line as (id, Prompt); ``_BadLine`` says what is wrong with it."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _BadLine(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if isinstance(data, str):
-        data = {"prompt": data}
-    if not isinstance(data, dict):
-        raise _BadLine(f"expected a JSON string or object, got {type(data).__name__}")
-    unknown = [k for k in data if k not in LINE_KEYS]
-    if unknown:
-        hint = did_you_mean(unknown[0], list(LINE_KEYS))
-        raise _BadLine(f"unknown key {unknown[0]!r}{hint}; allowed: {', '.join(LINE_KEYS)}")
-    line_id = data.get("id", number)
-    if isinstance(line_id, bool) or not isinstance(line_id, (str, int)):
-        raise _BadLine(f"id must be a string or an integer, got {json.dumps(line_id)}")
-    if ("prompt" in data) == ("messages" in data):
-        raise _BadLine("give exactly one of 'prompt' (a string) or 'messages' (a list of {role, content})")
-    messages: Any = data.get("prompt", data.get("messages"))
-    if "prompt" in data and (not isinstance(messages, str) or not messages.strip()):
-        raise _BadLine("'prompt' must be a non-empty string")
-    if "messages" in data and (
-        not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m for m in messages)
-    ):
-        raise _BadLine("'messages' must be a non-empty list of objects with 'role' and 'content'")
-    sampling = data.get("sampling")
-    if sampling is not None and not isinstance(sampling, dict):
-        raise _BadLine(f"'sampling' must be an object, got {type(sampling).__name__}")
-    try:
-        return line_id, Prompt(messages=messages, sampling=SamplingParams(**sampling) if sampling else None)
-    except ConfigError as exc:
-        raise _BadLine(str(exc)) from None
-
-
-@dataclass
-class _Input:
-    """A prompts file read twice: once to check every line before anything is sent, then lazily to run it."""
-
-    path: Path
-    bad: dict[int, str] = field(default_factory=dict)
-    good: int = 0
-    ids: list[str | int] = field(default_factory=list)
-
-    def scan(self) -> None:
-        first_line_of: dict[str | int, int] = {}
-        for number, text in self._lines():
-            try:
-                line_id, _ = _parse_line(text, number)
-            except _BadLine as exc:
-                self.bad[number] = str(exc)
-                continue
-            if line_id in first_line_of:
-                self.bad[number] = f"duplicate id {json.dumps(line_id)} (first on line {first_line_of[line_id]})"
-                continue
-            first_line_of[line_id] = number
-            self.good += 1
-
-    def _lines(self) -> Iterator[tuple[int, str]]:
-        with self.path.open(encoding="utf-8") as f:
-            for number, text in enumerate(f, 1):
-                if text.strip():
-                    yield number, text
-
-    def __len__(self) -> int:
-        return self.good
-
-    def __iter__(self) -> Iterator[Prompt]:
-        for number, text in self._lines():
-            if number not in self.bad:
-                line_id, prompt = _parse_line(text, number)
-                self.ids.append(line_id)
-                yield prompt
-
-
 @dataclass
 class _Row:
     done: int = 0
@@ -327,29 +248,64 @@ class _Tally:
     failures: _Failures = field(default_factory=_Failures)
 
 
+@dataclass
+class _InOrder:
+    """Result lines in input order: a line that finishes before those above it waits in memory (about 1 KB) until
+    they are written. ``close`` writes whatever still waits, so after Ctrl-C every answer that came back is kept."""
+
+    out: IO[str]
+    next: int = 0
+    waiting: dict[int, str] = field(default_factory=dict)
+
+    def add(self, index: int, line: str) -> None:
+        self.waiting[index] = line
+        if index != self.next:
+            return
+        while self.next in self.waiting:
+            self.out.write(self.waiting.pop(self.next))
+            self.next += 1
+        self.out.flush()
+
+    def close(self) -> None:
+        for index in sorted(self.waiting):
+            self.out.write(self.waiting.pop(index))
+        self.out.flush()
+
+
 async def _run_all(
-    client: LLMClient, items: _Input, out: IO[str], tally: _Tally, progress: bool, max_in_flight: int | None
+    client: LLMClient, items: PromptFile, out: IO[str], tally: _Tally, progress: bool, max_in_flight: int | None
 ) -> None:
-    """Write each result line as soon as it is done, so an interrupted run keeps everything finished so far."""
-    async for index, completion in client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight):
-        line_id = items.ids[index]
-        record = _record(line_id, completion, tally.secrets)
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        out.flush()
-        row = tally.rows.setdefault(completion.model or "(no model)", _Row())
-        if record["error"] is not None:
-            row.failed += 1
-            tally.failures.add(line_id, record["error"])
-            continue
-        row.done += 1
-        if completion.cache_hit:  # served from disk: no tokens, no cost this run
-            row.cache_hits += 1
-            continue
-        row.tokens += completion.usage.total_tokens
-        if completion.cost_usd is None:
-            row.unpriced += 1
-        else:
-            row.cost_usd += completion.cost_usd
+    """Write the result lines in input order as soon as those before them are done (``_InOrder``), so an
+    interrupted run keeps everything finished so far."""
+    lines = _InOrder(out)
+    try:
+        async for index, completion in client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight):
+            line_id = items.ids[index]
+            record = _record(line_id, completion, tally.secrets)
+            if (metadata := items.metadata.pop(index, None)) is not None:
+                record["metadata"] = metadata
+            lines.add(index, json.dumps(record, ensure_ascii=False) + "\n")
+            _count(tally, line_id, completion, record)
+    finally:
+        lines.close()
+
+
+def _count(tally: _Tally, line_id: str | int, completion: Completion, record: dict[str, Any]) -> None:
+    """Add one result to the summary's rows and failures."""
+    row = tally.rows.setdefault(completion.model or "(no model)", _Row())
+    if record["error"] is not None:
+        row.failed += 1
+        tally.failures.add(line_id, record["error"])
+        return
+    row.done += 1
+    if completion.cache_hit:  # served from disk: no tokens, no cost this run
+        row.cache_hits += 1
+        return
+    row.tokens += completion.usage.total_tokens
+    if completion.cost_usd is None:
+        row.unpriced += 1
+    else:
+        row.cost_usd += completion.cost_usd
 
 
 def _summary(rows: dict[str, _Row]) -> str:
@@ -390,7 +346,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = Path(args.prompts)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    items = _Input(path)
+    items = PromptFile(path, format_of(path, getattr(args, "input_format", None)))
     items.scan()
     for number in list(items.bad)[:_MAX_BAD_LINES_SHOWN]:
         note(f"{path}:{number}: {items.bad[number]}" + (" (skipped)" if args.on_bad_line == "skip" else ""))
@@ -398,6 +354,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         note(f"... and {len(items.bad) - _MAX_BAD_LINES_SHOWN} more bad lines")
     if items.bad and args.on_bad_line == "stop":
         raise UsageError(f"{path}: {len(items.bad)} bad line(s); nothing was sent (--on-bad-line skip runs the others)")
+    if not items.good:
+        raise UsageError(f"{path}: no prompt to send ({len(items.bad)} bad line(s), the rest empty); nothing started")
     chosen = setup(args)
     note(chosen.source)
     pool = chosen.pool

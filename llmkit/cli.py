@@ -22,6 +22,7 @@ from typing import IO, Any
 import yaml
 
 from . import ConfigError, LLMError, Model, ResponseCache, __version__
+from ._cli_input import FORMATS
 from ._cli_run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, cmd_run, note, setup, table
 from ._settings import ConfigFile, LLMKitSettings, find_config, load_config, searched_places
 from .errors import redact
@@ -251,8 +252,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "prompts",
-        metavar="PROMPTS.jsonl",
-        help='one prompt per line: a JSON string, or {"id", "prompt" or "messages", "sampling"}',
+        metavar="PROMPTS",
+        help='JSONL (one JSON string, or {"id", "prompt" or "messages", "sampling"}, per line), .txt (one prompt per '
+        "line) or .csv (a 'prompt' column, 'id' if present, other columns kept as metadata)",
+    )
+    run.add_argument(
+        "--input-format",
+        choices=FORMATS,
+        help="how to read PROMPTS (default: by extension, .txt and .csv; JSONL for anything else)",
     )
     run.add_argument("-o", "--output", required=True, metavar="RESULTS.jsonl", help="where to write the results")
     run.add_argument(
