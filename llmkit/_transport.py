@@ -77,6 +77,12 @@ def _litellm() -> ModuleType:
     os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
     import litellm
 
+    if os.environ.get("LLMKIT_LITELLM_DEBUG", "") in ("", "0"):
+        # LiteLLM prints "Provider List: ..." on stdout for every model name it does not know, and "Give Feedback /
+        # Get Help" for every failed call; a library must not write to its user's stdout. This flag only silences
+        # those prints (the one LiteLLM global llmkit sets; README "LiteLLM's prints"). It is set here, after the
+        # cost-map variables above: setting it before they are read makes LiteLLM fetch its price map remotely.
+        litellm.suppress_debug_info = True
     return litellm
 
 
