@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._params import Prompt, RequestOptions, SamplingParams, merge
+from ._params import Prompt, RequestOptions, SamplingParams, as_params, explain_keywords, merge
 from ._result import Completion
 from ._types import MessagesInput
 from .errors import LLMError
@@ -87,12 +87,13 @@ class _Progress:
             self._bar.close()
 
 
+@explain_keywords
 async def as_completed(
     client: LLMClient,
     prompts: Iterable[MessagesInput | Prompt],
     *,
-    sampling: SamplingParams | None = None,
-    options: RequestOptions | None = None,
+    sampling: SamplingParams | Mapping[str, Any] | None = None,
+    options: RequestOptions | Mapping[str, Any] | None = None,
     show_progress: bool = False,
     on_result: OnResult | None = None,
     max_in_flight: int | None = None,
@@ -101,6 +102,7 @@ async def as_completed(
 
     Memory stays flat for any number of prompts: the iterable is pulled only as requests finish.
     """
+    sampling, options = as_params(SamplingParams, sampling, "sampling"), as_params(RequestOptions, options, "options")
     limit = _in_flight_limit(client, max_in_flight)
     total = len(prompts) if hasattr(prompts, "__len__") else None  # type: ignore[arg-type]
     progress = _Progress(client, total, show_progress)
@@ -193,12 +195,13 @@ def _failed(client: LLMClient, exc: LLMError) -> Completion:
     return completion
 
 
+@explain_keywords
 async def abatch(
     client: LLMClient,
     prompts: Iterable[MessagesInput | Prompt],
     *,
-    sampling: SamplingParams | None = None,
-    options: RequestOptions | None = None,
+    sampling: SamplingParams | Mapping[str, Any] | None = None,
+    options: RequestOptions | Mapping[str, Any] | None = None,
     show_progress: bool = False,
     return_completions_only: bool = False,
     raise_on_error: bool = False,

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._params import Prompt, SamplingParams
-from ._settings import did_you_mean
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 __all__ = ["FORMATS", "PromptFile", "format_of"]
 

@@ -12,15 +12,16 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from . import _batch, _sync
 from ._cache import ResponseCache
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
 from ._messages import to_messages
-from ._params import Model, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
+from ._params import Model, RateLimits, RequestOptions, RetryPolicy, SamplingParams, as_params, explain_keywords, merge
 from ._result import Completion, StreamDelta, ToolCallChunk
 from ._retry import out_of_attempts, retrying, wait_s
 from ._router import Router
@@ -133,9 +134,9 @@ class LLMClient:
         self,
         models: Model | str | Sequence[Model | str],
         *,
-        sampling: SamplingParams | None = None,
-        limits: RateLimits | None = None,
-        retry: RetryPolicy | None = None,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        limits: RateLimits | Mapping[str, Any] | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
         cache: ResponseCache | str | os.PathLike[str] | None = None,
         context_window_fallbacks: Model | str | Sequence[Model | str] | None = None,
         transport: Transport | None = None,
@@ -143,6 +144,9 @@ class LLMClient:
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
     ) -> None:
+        sampling = as_params(SamplingParams, sampling, "sampling")
+        limits = as_params(RateLimits, limits, "limits")
+        retry = as_params(RetryPolicy, retry, "retry")
         self.models = _as_models(models)
         if not self.models:
             raise ConfigError("LLMClient needs at least one model: LLMClient(models=[Model('openai/gpt-4o-mini')])")
@@ -185,12 +189,13 @@ class LLMClient:
 
     # -- one call ---------------------------------------------------------------------------------------------
 
+    @explain_keywords
     async def acomplete(
         self,
         prompt: MessagesInput,
         *,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        options: RequestOptions | Mapping[str, Any] | None = None,
         prefer_model: str | None = None,
     ) -> Completion:
         """One answer. Raises ``LLMError`` when it fails after every retry (``batch`` records errors instead)."""
@@ -201,12 +206,13 @@ class LLMClient:
 
     complete = _sync.sync_twin(acomplete)
 
+    @explain_keywords
     async def astream(
         self,
         prompt: MessagesInput,
         *,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        options: RequestOptions | Mapping[str, Any] | None = None,
         prefer_model: str | None = None,
     ) -> AsyncIterator[StreamDelta | Completion]:
         """Text, thinking and tool-call deltas as they arrive, then the final ``Completion``.
@@ -228,12 +234,13 @@ class LLMClient:
         async for item in self._stream(plan):
             yield item
 
+    @explain_keywords
     def stream(
         self,
         prompt: MessagesInput,
         *,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        options: RequestOptions | Mapping[str, Any] | None = None,
         prefer_model: str | None = None,
     ) -> Iterator[StreamDelta | Completion]:
         """Sync twin of ``astream``."""
@@ -241,11 +248,12 @@ class LLMClient:
 
     # -- the pipeline -----------------------------------------------------------------------------------------
 
+    @explain_keywords
     def plan(
         self,
         prompt: MessagesInput,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        options: RequestOptions | Mapping[str, Any] | None = None,
         prefer_model: str | None = None,
     ) -> _Plan:
         """Resolve a call without sending it: merged parameters and cache key per deployment of the pool.
@@ -253,7 +261,8 @@ class LLMClient:
         Capabilities are checked later, on a cache miss (``_capable``): a cached rerun never needs litellm.
         """
         messages = to_messages(prompt)
-        options = options or RequestOptions()
+        sampling = as_params(SamplingParams, sampling, "sampling")
+        options = as_params(RequestOptions, options, "options") or RequestOptions()
         requests: dict[int, Request] = {}
         fingerprints: dict[int, str] = {}
         by_key: dict[tuple[str, SamplingParams, str], str] = {}

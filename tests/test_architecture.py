@@ -29,7 +29,7 @@ ALLOWED = {
     "_sync": set(),
     "local": {"_params", "errors"},
     "_settings": {"_cache", "_client", "_params", "errors"},
-    "_cli_input": {"_params", "_settings", "errors"},
+    "_cli_input": {"_params", "errors"},
     "_batch": {"_client", "_params", "_result", "_types", "errors"},
     "_client": {
         "_batch",
