@@ -41,12 +41,20 @@ def _in_flight_limit(client: LLMClient, max_in_flight: int | None) -> int:
 
 
 class _Progress:
-    """A tqdm.auto bar (it renders in notebooks) whose postfix shows what the client is doing."""
+    """A tqdm.auto bar (it renders in notebooks) whose postfix shows what the client is doing for this batch.
+
+    Tokens and cost are this batch's spending (the client's totals may include earlier calls); answers served from
+    the cache are shown apart, as saved: the tokens and cost they took when first answered.
+    """
 
     def __init__(self, client: LLMClient, total: int | None, show: bool) -> None:
         self._client = client
         self._bar = None
         self._shown = 0.0
+        status = client.status
+        self._before = (status.retried, status.usage.total_tokens, status.cost_usd)
+        self._hits = self._saved_tokens = 0
+        self._saved_cost = 0.0
         if show:
             import warnings
 
@@ -58,9 +66,13 @@ class _Progress:
                 warnings.simplefilter("ignore", TqdmWarning)
                 self._bar = tqdm(total=total, unit="prompt", dynamic_ncols=True)
 
-    def update(self, errors: int) -> None:
+    def update(self, completion: Completion, errors: int) -> None:
         if self._bar is None:
             return
+        if completion.cache_hit:
+            self._hits += 1
+            self._saved_tokens += completion.usage.total_tokens
+            self._saved_cost += completion.cost_usd or 0.0
         self._bar.update(1)
         now = time.monotonic()
         if now - self._shown >= _PROGRESS_EVERY_S:
@@ -69,14 +81,17 @@ class _Progress:
 
     def _postfix(self, errors: int) -> str:
         s = self._client.status
+        retried, tokens, cost = self._before
         parts = [
             f"in_flight={s.in_flight}",
-            f"hits={s.cache_hits}",
+            f"hits={self._hits}",
             f"errors={errors}",
-            f"retries={s.retried}",
-            f"tokens={s.usage.total_tokens:,}",
-            f"cost=${s.cost_usd:.4f}",
+            f"retries={s.retried - retried}",
+            f"tokens={s.usage.total_tokens - tokens:,}",
+            f"cost=${s.cost_usd - cost:.4f}",
         ]
+        if self._saved_tokens or self._saved_cost:
+            parts.append(f"saved(tokens={self._saved_tokens:,} cost=${self._saved_cost:.4f})")
         if s.binding_limit:
             parts.append(f"limit={s.binding_limit}")
         return " ".join(parts)
@@ -121,7 +136,7 @@ async def as_completed(
     def emit(index: int, completion: Completion) -> tuple[int, Completion]:
         nonlocal errors
         errors += not completion.ok
-        progress.update(errors)
+        progress.update(completion, errors)
         if on_result is not None:
             on_result(index, completion)
         return index, completion

@@ -60,6 +60,7 @@ class _Tries:
     last_failed: int | None = None
     sent_at: float | None = None
     earlier: int = 0
+    first_send: float | None = None  # perf_counter at the first attempt's send: where latency_s starts
 
     @property
     def charged(self) -> int:
@@ -341,7 +342,10 @@ class LLMClient:
             index, completion = await self._routed(plan, tries)
         except LLMError as exc:
             index, completion = None, Completion(finish_reason="error", error=exc, model=exc.model)
-        completion = completion.model_copy(update={"attempts": tries.total, "latency_s": time.perf_counter() - start})
+        # From the first send: not LiteLLM's lazy import and capability checks (seconds on a first call) nor the
+        # rate-limit wait before it; retries and their backoff are part of the answer's latency.
+        latency_s = time.perf_counter() - (tries.first_send or start)
+        completion = completion.model_copy(update={"attempts": tries.total, "latency_s": latency_s})
         self._store(plan, index, completion)
         return completion
 
@@ -402,6 +406,7 @@ class LLMClient:
             raise
         tries.count += 1
         tries.sent_at = self._router.clock()
+        tries.first_send = tries.first_send or time.perf_counter()
         if tries.count > 1:
             self.status.add("retried")
         self.status.add("requests_sent")

@@ -109,6 +109,7 @@ class LiteLLMTransport:
     """Every provider LiteLLM supports, through ``litellm.acompletion``."""
 
     def check(self, request: Request) -> None:
+        _litellm()  # the import (seconds, once) happens here, before the send where latency_s starts
         self._kwargs(request)
 
     async def acomplete(self, request: Request) -> Completion:

@@ -44,6 +44,8 @@ def test_llmkit_litellm_debug_keeps_litellm_prints(
 
 SCRIPT = """
 import asyncio
+import sys
+import time
 from langchain_core.messages import HumanMessage
 from llmkit import LLMClient, Model, RetryPolicy
 from llmkit.langchain import ChatLLMKit
@@ -52,7 +54,12 @@ from llmkit.testing import FakeProvider
 fake = FakeProvider().start()
 client = LLMClient([Model("openai/my-unknown-model", api_base=fake.api_base("openai"), api_key="k",
                           supports=frozenset({"tools"}))], retry=RetryPolicy(max_attempts=1))
-print("sync:", client.complete("one").text)  # the README quickstart's order: a sync call, then asyncio.run
+started = time.perf_counter()
+first = client.complete("one")  # the README quickstart's order: a sync call, then asyncio.run
+wall_s = time.perf_counter() - started
+print("sync:", first.text)
+# The first call imports LiteLLM (seconds); latency_s starts at the send, so it is a small part of the wall time.
+print("latency_s excludes the import:", first.latency_s < wall_s / 2, file=sys.stderr)
 try:
     client.complete("[[fail:500]] failing")
 except Exception as exc:
@@ -85,4 +92,5 @@ def test_a_script_mixing_sync_and_async_calls_exits_quietly(tmp_path: Path) -> N
     assert lines[:3] == ["sync: Echo: one", "failed: ProviderError", "async: Echo: two"]
     assert sorted(lines[3:5]) == ["as_completed: 0 Echo: three", "as_completed: 1 Echo: four"]
     assert lines[5:] == ["langchain: Echo: five", "langchain async: Echo: six"]
+    assert "latency_s excludes the import: True" in done.stderr
     assert "Task was destroyed" not in done.stderr and "never awaited" not in done.stderr, done.stderr
