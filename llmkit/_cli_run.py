@@ -216,27 +216,63 @@ _HINTS = {
     "RateLimitError": "lower --rpm/--tpm below the provider's limits or raise --max-attempts",
     "AuthenticationError": "check the model's key (its provider's env var, or api_key in the config)",
     "TimeoutError": "raise the timeout or lower --concurrency",
-    "UnsupportedFeatureError": "drop the parameter or pick a model that supports it (llmkit models)",
+    "UnsupportedFeatureError": "drop that parameter from these prompts' sampling (or the pool's), or pick a model "
+    "that supports it (llmkit models lists them)",
+    "ModelNotFoundError": "check the model name: a LiteLLM model string such as openai/gpt-4o-mini (llmkit models)",
+    "NoModelAvailableError": "every model of the pool was taken out; the other errors say why",
+    "ContextWindowExceededError": "shorten these prompts, or add context_window_fallbacks to the pool "
+    "(a model with a longer window)",
+    "ContentFilterError": "the provider refused these prompts' content; a rerun sends the same",
+    "BadRequestError": "the provider refused the request as sent; a rerun sends the same, so fix what the message says",
+    "ConfigError": "fix the configuration the message names",
+    "InvalidResponseError": "the provider's answer could not be read; a rerun retries these",
+    "ProviderError": "the provider or the connection failed; a rerun retries these",
+}
+# What a hint says instead when the local model (--local) failed: it is the one model, so "pick another" cannot help.
+_LOCAL_HINTS = {
+    "UnsupportedFeatureError": "the local model (SmolLM2) cannot do this: drop that parameter from these prompts' "
+    "sampling, or run them against a model that can (without --local)",
 }
 
 
 @dataclass
 class _Failures:
-    """Failed prompts by error type, with the first one's id and message as an example."""
+    """Failed prompts by error type, with the first one's id and message as an example, and how many a rerun can
+    fix (``retryable``: a rerun sends them again; the others fail the same way until their cause is fixed)."""
 
     count: dict[str, int] = field(default_factory=dict)
     example: dict[str, str] = field(default_factory=dict)
+    retryable: int = 0
 
     def add(self, line_id: str | int, error: dict[str, Any]) -> None:
         kind = error["type"]
         self.count[kind] = self.count.get(kind, 0) + 1
+        self.retryable += bool(error.get("retryable"))
         self.example.setdefault(kind, f"id {json.dumps(line_id)}: {error['message'][:300]}")
 
-    def lines(self) -> list[str]:
+    def lines(self, local: bool = False) -> list[str]:
+        hints = {**_HINTS, **_LOCAL_HINTS} if local else _HINTS
         return [
-            f"{n} failed with {kind}, e.g. {self.example[kind]}" + (f"; {_HINTS[kind]}" if kind in _HINTS else "")
+            f"{n} failed with {kind}, e.g. {self.example[kind]}" + (f"; {hints[kind]}" if kind in hints else "")
             for kind, n in sorted(self.count.items(), key=lambda item: -item[1])
         ]
+
+    def advice(self, cached: bool) -> list[str]:
+        """What to do next: rerun only for what a rerun can fix; the rest needs its cause fixed first."""
+        failed = sum(self.count.values())
+        others = "the others come from the cache" if cached else "with the cache on, the others would not be resent"
+        lines = []
+        if self.retryable:
+            lines.append(
+                f"rerun the same command to retry the {self.retryable} prompt(s) that failed for a passing cause "
+                f"(a server error, a rate limit, a timeout); {others}"
+            )
+        if failed > self.retryable:
+            lines.append(
+                f"{failed - self.retryable} prompt(s) failed for a cause a rerun does not change: fix it as said "
+                "above, then rerun" + (" (answered prompts come from the cache)" if cached else "")
+            )
+        return lines
 
 
 @dataclass
@@ -397,7 +433,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         retried, binding = client.status.retried, client.status.binding_limit
     write(_summary(tally.rows))
     failed = sum(r.failed for r in tally.rows.values())
-    for line in tally.failures.lines():
+    for line in tally.failures.lines(local=args.local):
         note(line)
     wall_s = time.perf_counter() - start
     retries = f"{retried} retr{'y' if retried == 1 else 'ies'}" + (
@@ -407,12 +443,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{sum(r.done for r in tally.rows.values())} done, {failed} failed, {len(items.bad)} bad lines skipped, "
         f"{sent} requests sent ({retries}), wall time {wall_s:.1f} s; results in {args.output}"
     )
-    if failed:
-        note(
-            "rerun the same command to retry the failed prompts; the others come from the cache"
-            if cache is not None
-            else "rerun to retry the failed prompts (with the cache on, the others would not be sent again)"
-        )
+    for line in tally.failures.advice(cached=cache is not None):
+        note(line)
     if interrupted:
         note("interrupted: the results above are written; rerun the same command to resume from the cache")
         return EXIT_INTERRUPTED

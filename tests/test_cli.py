@@ -233,7 +233,7 @@ def test_failed_prompts_keep_their_error_and_exit_1(
     assert by_id["bad"]["error"]["type"] == "ProviderError" and by_id["bad"]["error"]["status"] == 500
     assert by_id["bad"]["finish_reason"] == "error" and by_id["bad"]["attempts"] == 2
     assert '1 failed with ProviderError, e.g. id "bad"' in err
-    assert "rerun the same command to retry the failed prompts" in err
+    assert "rerun the same command to retry the 1 prompt(s) that failed for a passing cause" in err
     assert fake.count == 3  # 1 + 2 attempts
 
 
