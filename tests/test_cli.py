@@ -431,7 +431,6 @@ def test_local_run_answers_from_a_real_model(
         (["run", "prompts.jsonl", "-o", "o.jsonl", "--rpm", "0"], "argument --rpm: 0 must be > 0"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["cache", "clear", "--older-than", "7x"], "'7x' is not a duration; write e.g. 90s, 30m, 12h, 7d or 2w"),
-        (["config", "validate"], "no config file found"),
         (
             ["run", "prompts.jsonl", "-o", "o.jsonl", "--local", "--offline"],
             "--offline: not allowed with argument --local",
