@@ -12,10 +12,10 @@ import asyncio
 import inspect
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._params import Prompt, RequestOptions, SamplingParams, merge
+from ._params import Prompt, RequestOptions, SamplingParams, as_params, explain_keywords, merge
 from ._result import Completion
 from ._types import MessagesInput
 from .errors import ConfigError, LLMError
@@ -48,12 +48,20 @@ def _in_flight_limit(client: LLMClient, max_in_flight: int | None) -> int:
 
 
 class _Progress:
-    """A tqdm.auto bar (it renders in notebooks) whose postfix shows what the client is doing."""
+    """A tqdm.auto bar (it renders in notebooks) whose postfix shows what the client is doing for this batch.
+
+    Tokens and cost are this batch's spending (the client's totals may include earlier calls); answers served from
+    the cache are shown apart, as saved: the tokens and cost they took when first answered.
+    """
 
     def __init__(self, client: LLMClient, total: int | None, show: bool) -> None:
         self._client = client
         self._bar = None
         self._shown = 0.0
+        status = client.status
+        self._before = (status.retried, status.usage.total_tokens, status.cost_usd)
+        self._hits = self._saved_tokens = 0
+        self._saved_cost = 0.0
         if show:
             import warnings
 
@@ -65,9 +73,13 @@ class _Progress:
                 warnings.simplefilter("ignore", TqdmWarning)
                 self._bar = tqdm(total=total, unit="prompt", dynamic_ncols=True)
 
-    def update(self, errors: int) -> None:
+    def update(self, completion: Completion, errors: int) -> None:
         if self._bar is None:
             return
+        if completion.cache_hit:
+            self._hits += 1
+            self._saved_tokens += completion.usage.total_tokens
+            self._saved_cost += completion.cost_usd or 0.0
         self._bar.update(1)
         now = time.monotonic()
         if now - self._shown >= _PROGRESS_EVERY_S:
@@ -76,14 +88,17 @@ class _Progress:
 
     def _postfix(self, errors: int) -> str:
         s = self._client.status
+        retried, tokens, cost = self._before
         parts = [
             f"in_flight={s.in_flight}",
-            f"hits={s.cache_hits}",
+            f"hits={self._hits}",
             f"errors={errors}",
-            f"retries={s.retried}",
-            f"tokens={s.usage.total_tokens:,}",
-            f"cost=${s.cost_usd:.4f}",
+            f"retries={s.retried - retried}",
+            f"tokens={s.usage.total_tokens - tokens:,}",
+            f"cost=${s.cost_usd - cost:.4f}",
         ]
+        if self._saved_tokens or self._saved_cost:
+            parts.append(f"saved(tokens={self._saved_tokens:,} cost=${self._saved_cost:.4f})")
         if s.binding_limit:
             parts.append(f"limit={s.binding_limit}")
         return " ".join(parts)
@@ -94,12 +109,13 @@ class _Progress:
             self._bar.close()
 
 
+@explain_keywords
 def as_completed(
     client: LLMClient,
     prompts: Iterable[MessagesInput | Prompt],
     *,
-    sampling: SamplingParams | None = None,
-    options: RequestOptions | None = None,
+    sampling: SamplingParams | Mapping[str, Any] | None = None,
+    options: RequestOptions | Mapping[str, Any] | None = None,
     show_progress: bool = False,
     on_result: OnResult | None = None,
     max_in_flight: int | None = None,
@@ -110,6 +126,7 @@ def as_completed(
     a function or a coroutine function (awaited before the pair is yielded). Raises ``ConfigError`` at once for a bad
     ``max_in_flight``.
     """
+    sampling, options = as_params(SamplingParams, sampling, "sampling"), as_params(RequestOptions, options, "options")
     limit = _in_flight_limit(client, max_in_flight)
     return _as_completed(client, prompts, sampling, options, show_progress, on_result, limit)
 
@@ -140,7 +157,7 @@ async def _as_completed(
     async def emit(index: int, completion: Completion) -> tuple[int, Completion]:
         nonlocal errors
         errors += not completion.ok
-        progress.update(errors)
+        progress.update(completion, errors)
         if on_result is not None:
             outcome = on_result(index, completion)
             if inspect.isawaitable(outcome):
@@ -216,12 +233,13 @@ def _failed(client: LLMClient, exc: LLMError) -> Completion:
     return completion
 
 
+@explain_keywords
 async def abatch(
     client: LLMClient,
     prompts: Iterable[MessagesInput | Prompt],
     *,
-    sampling: SamplingParams | None = None,
-    options: RequestOptions | None = None,
+    sampling: SamplingParams | Mapping[str, Any] | None = None,
+    options: RequestOptions | Mapping[str, Any] | None = None,
     show_progress: bool = False,
     return_completions_only: bool = False,
     raise_on_error: bool = False,

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from . import BatchJob, ConfigError, LLMClient, Model, ResponseCache
-from ._cli_run import EXIT_FAILED, EXIT_OK, UsageError, _Input, _record, note, setup, table, write
+from ._cli_input import PromptFile, format_of
+from ._cli_run import EXIT_FAILED, EXIT_OK, UsageError, _record, note, setup, table, write
 from ._provider_batch import job_ids
 
 __all__ = ["add_parsers", "provider_batch_results"]
@@ -74,7 +75,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     path = Path(args.prompts)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    items = _Input(path)
+    items = PromptFile(path, format_of(path, getattr(args, "input_format", None)))
     items.scan()
     if items.bad:
         first = next(iter(items.bad))
@@ -143,7 +144,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def provider_batch_results(client: LLMClient, items: _Input, progress: bool) -> AsyncIterator[tuple[int, Any]]:
+async def provider_batch_results(
+    client: LLMClient, items: PromptFile, progress: bool
+) -> AsyncIterator[tuple[int, Any]]:
     """``llmkit run --provider-batch``: submit, wait with a progress bar, then every (index, completion) in order."""
     job = await client.asubmit_batch(items)
     (job.path / _IDS).write_text(json.dumps(items.ids))

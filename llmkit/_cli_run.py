@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import Completion, ConfigError, LLMClient, Model, Prompt, RateLimits, ResponseCache, RetryPolicy, SamplingParams
+from . import Completion, ConfigError, LLMClient, Model, RateLimits, ResponseCache, RetryPolicy
+from ._cli_input import PromptFile, format_of
 from ._client import DEFAULT_TIMEOUT_S
 from ._outfile import OutputFile
-from ._settings import CacheConfig, LLMKitSettings, PoolConfig, did_you_mean, find_config, load_config, searched_places
+from ._settings import CacheConfig, LLMKitSettings, PoolConfig, find_config, load_config, searched_places
 from .errors import env_secrets, redact
 
 __all__ = [
@@ -47,7 +48,6 @@ OFFLINE_POOL = PoolConfig(models=[Model("openai/gpt-4o-mini", weight=3), Model("
 OFFLINE_KEY = "llmkit-offline"  # any key but 'invalid-key' is accepted by the fake provider
 # With no config and no --model, --local starts from this pool; _backend swaps its model for the running server's.
 LOCAL_POOL = PoolConfig(models=[Model("openai/smollm2")])
-LINE_KEYS = ("id", "prompt", "messages", "sampling")
 # An output line: the input's id, then these fields of the Completion, then logprobs when there are any.
 _RESULT_FIELDS = (
     "text",
@@ -191,85 +191,6 @@ def _cache(args: argparse.Namespace, settings: LLMKitSettings, section: CacheCon
 # -- llmkit run -------------------------------------------------------------------------------------------------------
 
 
-class _BadLine(Exception):
-    pass
-
-
-def _parse_line(text: str, number: int) -> tuple[str | int, Prompt]:
-    """One input line as (id, Prompt); ``_BadLine`` says what is wrong with it."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _BadLine(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if isinstance(data, str):
-        data = {"prompt": data}
-    if not isinstance(data, dict):
-        raise _BadLine(f"expected a JSON string or object, got {type(data).__name__}")
-    unknown = [k for k in data if k not in LINE_KEYS]
-    if unknown:
-        hint = did_you_mean(unknown[0], list(LINE_KEYS))
-        raise _BadLine(f"unknown key {unknown[0]!r}{hint}; allowed: {', '.join(LINE_KEYS)}")
-    line_id = data.get("id", number)
-    if isinstance(line_id, bool) or not isinstance(line_id, (str, int)):
-        raise _BadLine(f"id must be a string or an integer, got {json.dumps(line_id)}")
-    if ("prompt" in data) == ("messages" in data):
-        raise _BadLine("give exactly one of 'prompt' (a string) or 'messages' (a list of {role, content})")
-    messages: Any = data.get("prompt", data.get("messages"))
-    if "prompt" in data and (not isinstance(messages, str) or not messages.strip()):
-        raise _BadLine("'prompt' must be a non-empty string")
-    if "messages" in data and (
-        not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and "role" in m for m in messages)
-    ):
-        raise _BadLine("'messages' must be a non-empty list of objects with 'role' and 'content'")
-    sampling = data.get("sampling")
-    if sampling is not None and not isinstance(sampling, dict):
-        raise _BadLine(f"'sampling' must be an object, got {type(sampling).__name__}")
-    try:
-        return line_id, Prompt(messages=messages, sampling=SamplingParams(**sampling) if sampling else None)
-    except ConfigError as exc:
-        raise _BadLine(str(exc)) from None
-
-
-@dataclass
-class _Input:
-    """A prompts file read twice: once to check every line before anything is sent, then lazily to run it."""
-
-    path: Path
-    bad: dict[int, str] = field(default_factory=dict)
-    good: int = 0
-    ids: list[str | int] = field(default_factory=list)
-
-    def scan(self) -> None:
-        first_line_of: dict[str | int, int] = {}
-        for number, text in self._lines():
-            try:
-                line_id, _ = _parse_line(text, number)
-            except _BadLine as exc:
-                self.bad[number] = str(exc)
-                continue
-            if line_id in first_line_of:
-                self.bad[number] = f"duplicate id {json.dumps(line_id)} (first on line {first_line_of[line_id]})"
-                continue
-            first_line_of[line_id] = number
-            self.good += 1
-
-    def _lines(self) -> Iterator[tuple[int, str]]:
-        with self.path.open(encoding="utf-8") as f:
-            for number, text in enumerate(f, 1):
-                if text.strip():
-                    yield number, text
-
-    def __len__(self) -> int:
-        return self.good
-
-    def __iter__(self) -> Iterator[Prompt]:
-        for number, text in self._lines():
-            if number not in self.bad:
-                line_id, prompt = _parse_line(text, number)
-                self.ids.append(line_id)
-                yield prompt
-
-
 @dataclass
 class _Row:
     done: int = 0
@@ -297,27 +218,63 @@ _HINTS = {
     "RateLimitError": "lower --rpm/--tpm below the provider's limits or raise --max-attempts",
     "AuthenticationError": "check the model's key (its provider's env var, or api_key in the config)",
     "TimeoutError": "raise the timeout or lower --concurrency",
-    "UnsupportedFeatureError": "drop the parameter or pick a model that supports it (llmkit models)",
+    "UnsupportedFeatureError": "drop that parameter from these prompts' sampling (or the pool's), or pick a model "
+    "that supports it (llmkit models lists them)",
+    "ModelNotFoundError": "check the model name: a LiteLLM model string such as openai/gpt-4o-mini (llmkit models)",
+    "NoModelAvailableError": "every model of the pool was taken out; the other errors say why",
+    "ContextWindowExceededError": "shorten these prompts, or add context_window_fallbacks to the pool "
+    "(a model with a longer window)",
+    "ContentFilterError": "the provider refused these prompts' content; a rerun sends the same",
+    "BadRequestError": "the provider refused the request as sent; a rerun sends the same, so fix what the message says",
+    "ConfigError": "fix the configuration the message names",
+    "InvalidResponseError": "the provider's answer could not be read; a rerun retries these",
+    "ProviderError": "the provider or the connection failed; a rerun retries these",
+}
+# What a hint says instead when the local model (--local) failed: it is the one model, so "pick another" cannot help.
+_LOCAL_HINTS = {
+    "UnsupportedFeatureError": "the local model (SmolLM2) cannot do this: drop that parameter from these prompts' "
+    "sampling, or run them against a model that can (without --local)",
 }
 
 
 @dataclass
 class _Failures:
-    """Failed prompts by error type, with the first one's id and message as an example."""
+    """Failed prompts by error type, with the first one's id and message as an example, and how many a rerun can
+    fix (``retryable``: a rerun sends them again; the others fail the same way until their cause is fixed)."""
 
     count: dict[str, int] = field(default_factory=dict)
     example: dict[str, str] = field(default_factory=dict)
+    retryable: int = 0
 
     def add(self, line_id: str | int, error: dict[str, Any]) -> None:
         kind = error["type"]
         self.count[kind] = self.count.get(kind, 0) + 1
+        self.retryable += bool(error.get("retryable"))
         self.example.setdefault(kind, f"id {json.dumps(line_id)}: {error['message'][:300]}")
 
-    def lines(self) -> list[str]:
+    def lines(self, local: bool = False) -> list[str]:
+        hints = {**_HINTS, **_LOCAL_HINTS} if local else _HINTS
         return [
-            f"{n} failed with {kind}, e.g. {self.example[kind]}" + (f"; {_HINTS[kind]}" if kind in _HINTS else "")
+            f"{n} failed with {kind}, e.g. {self.example[kind]}" + (f"; {hints[kind]}" if kind in hints else "")
             for kind, n in sorted(self.count.items(), key=lambda item: -item[1])
         ]
+
+    def advice(self, cached: bool) -> list[str]:
+        """What to do next: rerun only for what a rerun can fix; the rest needs its cause fixed first."""
+        failed = sum(self.count.values())
+        others = "the others come from the cache" if cached else "with the cache on, the others would not be resent"
+        lines = []
+        if self.retryable:
+            lines.append(
+                f"rerun the same command to retry the {self.retryable} prompt(s) that failed for a passing cause "
+                f"(a server error, a rate limit, a timeout); {others}"
+            )
+        if failed > self.retryable:
+            lines.append(
+                f"{failed - self.retryable} prompt(s) failed for a cause a rerun does not change: fix it as said "
+                "above, then rerun" + (" (answered prompts come from the cache)" if cached else "")
+            )
+        return lines
 
 
 @dataclass
@@ -329,41 +286,76 @@ class _Tally:
     failures: _Failures = field(default_factory=_Failures)
 
 
+@dataclass
+class _InOrder:
+    """Result lines in input order: a line that finishes before those above it waits in memory (about 1 KB) until
+    they are written. ``close`` writes whatever still waits, so after Ctrl-C every answer that came back is kept."""
+
+    out: IO[str]
+    next: int = 0
+    waiting: dict[int, str] = field(default_factory=dict)
+
+    def add(self, index: int, line: str) -> None:
+        self.waiting[index] = line
+        if index != self.next:
+            return
+        while self.next in self.waiting:
+            self.out.write(self.waiting.pop(self.next))
+            self.next += 1
+        self.out.flush()
+
+    def close(self) -> None:
+        for index in sorted(self.waiting):
+            self.out.write(self.waiting.pop(index))
+        self.out.flush()
+
+
 async def _run_all(
     client: LLMClient,
-    items: _Input,
+    items: PromptFile,
     out: IO[str],
     tally: _Tally,
     progress: bool,
     max_in_flight: int | None,
     provider_batch: bool = False,
 ) -> None:
-    """Write each result line as soon as it is done, so an interrupted run keeps everything finished so far."""
+    """Write the result lines in input order as soon as those before them are done (``_InOrder``), so an
+    interrupted run keeps everything finished so far. ``provider_batch``: through the provider's batch API."""
     if provider_batch:
         from ._cli_batch import provider_batch_results
 
         source = provider_batch_results(client, items, progress)
     else:
         source = client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight)
-    async for index, completion in source:
-        line_id = items.ids[index]
-        record = _record(line_id, completion, tally.secrets)
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        out.flush()
-        row = tally.rows.setdefault(completion.model or "(no model)", _Row())
-        if record["error"] is not None:
-            row.failed += 1
-            tally.failures.add(line_id, record["error"])
-            continue
-        row.done += 1
-        if completion.cache_hit:  # served from disk: no tokens, no cost this run
-            row.cache_hits += 1
-            continue
-        row.tokens += completion.usage.total_tokens
-        if completion.cost_usd is None:
-            row.unpriced += 1
-        else:
-            row.cost_usd += completion.cost_usd
+    lines = _InOrder(out)
+    try:
+        async for index, completion in source:
+            line_id = items.ids[index]
+            record = _record(line_id, completion, tally.secrets)
+            if (metadata := items.metadata.pop(index, None)) is not None:
+                record["metadata"] = metadata
+            lines.add(index, json.dumps(record, ensure_ascii=False) + "\n")
+            _count(tally, line_id, completion, record)
+    finally:
+        lines.close()
+
+
+def _count(tally: _Tally, line_id: str | int, completion: Completion, record: dict[str, Any]) -> None:
+    """Add one result to the summary's rows and failures."""
+    row = tally.rows.setdefault(completion.model or "(no model)", _Row())
+    if record["error"] is not None:
+        row.failed += 1
+        tally.failures.add(line_id, record["error"])
+        return
+    row.done += 1
+    if completion.cache_hit:  # served from disk: no tokens, no cost this run
+        row.cache_hits += 1
+        return
+    row.tokens += completion.usage.total_tokens
+    if completion.cost_usd is None:
+        row.unpriced += 1
+    else:
+        row.cost_usd += completion.cost_usd
 
 
 def _summary(rows: dict[str, _Row]) -> str:
@@ -404,7 +396,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = Path(args.prompts)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    items = _Input(path)
+    items = PromptFile(path, format_of(path, getattr(args, "input_format", None)))
     items.scan()
     for number in list(items.bad)[:_MAX_BAD_LINES_SHOWN]:
         note(f"{path}:{number}: {items.bad[number]}" + (" (skipped)" if args.on_bad_line == "skip" else ""))
@@ -412,6 +404,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         note(f"... and {len(items.bad) - _MAX_BAD_LINES_SHOWN} more bad lines")
     if items.bad and args.on_bad_line == "stop":
         raise UsageError(f"{path}: {len(items.bad)} bad line(s); nothing was sent (--on-bad-line skip runs the others)")
+    if not items.good:
+        raise UsageError(f"{path}: no prompt to send ({len(items.bad)} bad line(s), the rest empty); nothing started")
     chosen = setup(args)
     note(chosen.source)
     pool = chosen.pool
@@ -459,7 +453,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         retried, binding = client.status.retried, client.status.binding_limit
     write(_summary(tally.rows))
     failed = sum(r.failed for r in tally.rows.values())
-    for line in tally.failures.lines():
+    for line in tally.failures.lines(local=args.local):
         note(line)
     wall_s = time.perf_counter() - start
     retries = f"{retried} retr{'y' if retried == 1 else 'ies'}" + (
@@ -469,12 +463,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{sum(r.done for r in tally.rows.values())} done, {failed} failed, {len(items.bad)} bad lines skipped, "
         f"{sent} requests sent ({retries}), wall time {wall_s:.1f} s; results in {args.output}"
     )
-    if failed:
-        note(
-            "rerun the same command to retry the failed prompts; the others come from the cache"
-            if cache is not None
-            else "rerun to retry the failed prompts (with the cache on, the others would not be sent again)"
-        )
+    for line in tally.failures.advice(cached=cache is not None):
+        note(line)
     if interrupted:
         note("interrupted: the results above are written; rerun the same command to resume from the cache")
         return EXIT_INTERRUPTED

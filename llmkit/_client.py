@@ -13,7 +13,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from ._cache import ResponseCache
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
 from ._messages import to_messages
-from ._params import Model, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
+from ._params import Model, RateLimits, RequestOptions, RetryPolicy, SamplingParams, as_params, explain_keywords, merge
 from ._result import Completion, StreamDelta, ToolCallChunk
 from ._retry import out_of_attempts, retrying, wait_s
 from ._router import Router
@@ -68,6 +68,7 @@ class _Tries:
     last_failed: int | None = None
     sent_at: float | None = None
     earlier: int = 0
+    first_send: float | None = None  # perf_counter at the first attempt's send: where latency_s starts
 
     @property
     def charged(self) -> int:
@@ -199,9 +200,9 @@ class LLMClient:
         self,
         models: Model | str | Sequence[Model | str],
         *,
-        sampling: SamplingParams | None = None,
-        limits: RateLimits | None = None,
-        retry: RetryPolicy | None = None,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        limits: RateLimits | Mapping[str, Any] | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
         cache: ResponseCache | str | os.PathLike[str] | None = None,
         context_window_fallbacks: Model | str | Sequence[Model | str] | None = None,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
@@ -210,6 +211,9 @@ class LLMClient:
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
     ) -> None:
+        sampling = as_params(SamplingParams, sampling, "sampling")
+        limits = as_params(RateLimits, limits, "limits")
+        retry = as_params(RetryPolicy, retry, "retry")
         self.models = _as_models(models)
         if not self.models:
             raise ConfigError("LLMClient needs at least one model: LLMClient(models=[Model('openai/gpt-4o-mini')])")
@@ -253,12 +257,13 @@ class LLMClient:
 
     # -- one call ---------------------------------------------------------------------------------------------
 
+    @explain_keywords
     async def acomplete(
         self,
         prompt: MessagesInput,
         *,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        options: RequestOptions | Mapping[str, Any] | None = None,
         prefer_model: str | None = None,
     ) -> Completion:
         """One answer. Raises ``LLMError`` when it fails after every retry (``batch`` records errors instead)."""
@@ -269,12 +274,13 @@ class LLMClient:
 
     complete = _sync.sync_twin(acomplete)
 
+    @explain_keywords
     async def astream(
         self,
         prompt: MessagesInput,
         *,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        options: RequestOptions | Mapping[str, Any] | None = None,
         prefer_model: str | None = None,
     ) -> AsyncIterator[StreamDelta | Completion]:
         """Text, thinking and tool-call deltas as they arrive, then the final ``Completion``.
@@ -296,12 +302,13 @@ class LLMClient:
         async for item in self._stream(plan):
             yield item
 
+    @explain_keywords
     def stream(
         self,
         prompt: MessagesInput,
         *,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        options: RequestOptions | Mapping[str, Any] | None = None,
         prefer_model: str | None = None,
     ) -> Iterator[StreamDelta | Completion]:
         """Sync twin of ``astream``."""
@@ -309,11 +316,12 @@ class LLMClient:
 
     # -- the pipeline -----------------------------------------------------------------------------------------
 
+    @explain_keywords
     def plan(
         self,
         prompt: MessagesInput,
-        sampling: SamplingParams | None = None,
-        options: RequestOptions | None = None,
+        sampling: SamplingParams | Mapping[str, Any] | None = None,
+        options: RequestOptions | Mapping[str, Any] | None = None,
         prefer_model: str | None = None,
     ) -> _Plan:
         """Resolve a call without sending it: merged parameters and cache key per deployment of the pool.
@@ -321,7 +329,8 @@ class LLMClient:
         Capabilities are checked later, on a cache miss (``_capable``): a cached rerun never needs litellm.
         """
         messages = to_messages(prompt)
-        options = options or RequestOptions()
+        sampling = as_params(SamplingParams, sampling, "sampling")
+        options = as_params(RequestOptions, options, "options") or RequestOptions()
         timeout_s = options.timeout_s if options.timeout_s is not None else self.timeout_s
         requests: dict[int, Request] = {}
         fingerprints: dict[int, str] = {}
@@ -405,7 +414,10 @@ class LLMClient:
             index, completion = await self._routed(plan, tries)
         except LLMError as exc:
             index, completion = None, Completion(finish_reason="error", error=exc, model=exc.model)
-        completion = completion.model_copy(update={"attempts": tries.total, "latency_s": time.perf_counter() - start})
+        # From the first send: not LiteLLM's lazy import and capability checks (seconds on a first call) nor the
+        # rate-limit wait before it; retries and their backoff are part of the answer's latency.
+        latency_s = time.perf_counter() - (tries.first_send or start)
+        completion = completion.model_copy(update={"attempts": tries.total, "latency_s": latency_s})
         self._store(plan, index, completion)
         return completion
 
@@ -466,6 +478,7 @@ class LLMClient:
             raise
         tries.count += 1
         tries.sent_at = self._router.clock()
+        tries.first_send = tries.first_send or time.perf_counter()
         if tries.count > 1:
             self.status.add("retried")
         self.status.add("requests_sent")

@@ -6,14 +6,17 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from ._messages import to_messages
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 __all__ = [
     "Capability",
@@ -23,6 +26,8 @@ __all__ = [
     "RequestOptions",
     "RetryPolicy",
     "SamplingParams",
+    "as_params",
+    "explain_keywords",
     "mask_options",
     "mask_url",
     "merge",
@@ -47,7 +52,8 @@ def describe_validation_error(owner: type[BaseModel], exc: ValidationError) -> s
         value = f"={'***' if secret else repr(err['input'])}" if where and err["type"] != "missing" else ""
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
-            message = f"unknown field; allowed: {', '.join(owner.model_fields)}"
+            allowed = list(owner.model_fields)
+            message = f"unknown field; allowed: {', '.join(allowed)}" + did_you_mean(where, allowed)
         lines.append(f"{owner.__name__}{'.' + where if where else ''}{value}: {message}")
     return "; ".join(lines)
 
@@ -234,6 +240,17 @@ class RequestOptions(_Params):
     def _tools_as_tuple(cls, value: Any) -> Any:
         return tuple(value) if isinstance(value, list) else value
 
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _not_a_class(cls, value: Any) -> Any:
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            raise ValueError(
+                f"a pydantic class is structured output, which is not a response_format: use "
+                f"output={value.__name__} (complete(..., output={value.__name__})); response_format takes an "
+                "OpenAI-format dict such as {'type': 'json_schema', 'json_schema': {...}}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_tool_choice(self) -> RequestOptions:
         if self.tool_choice not in (None, "auto", "none") and not self.tools:
@@ -256,13 +273,14 @@ class Prompt(_Params):
         return value if isinstance(value, str) else tuple(to_messages(value))
 
 
-def merge(*layers: SamplingParams | None) -> SamplingParams:
+def merge(*layers: SamplingParams | Mapping[str, Any] | None) -> SamplingParams:
     """Merge sampling layers, lowest precedence first (model, client, call); fields a layer did not set fall through.
 
     Setting either reasoning knob in a higher layer clears the other one from lower layers.
     """
     merged: dict[str, Any] = {}
-    for layer in layers:
+    for given_layer in layers:
+        layer = as_params(SamplingParams, given_layer, "sampling")
         if layer is None:
             continue
         given = layer.model_dump(include=layer.model_fields_set)
@@ -272,3 +290,72 @@ def merge(*layers: SamplingParams | None) -> SamplingParams:
             merged.pop("reasoning_effort", None)
         merged.update(given)
     return SamplingParams(**merged)
+
+
+P = TypeVar("P", bound=_Params)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def as_params(cls: type[P], value: P | Mapping[str, Any] | None, name: str) -> P | None:
+    """A parameter object given as itself or as a dict of its fields (validated into it, with the same errors).
+
+    Wherever llmkit takes a ``SamplingParams``, ``RequestOptions``, ``RateLimits`` or ``RetryPolicy``, a dict works
+    too (LiteLLM's and LangChain's habit): ``sampling={"temperature": 0}``.
+    """
+    if value is None or isinstance(value, cls):
+        return value
+    if isinstance(value, Mapping):
+        return cls(**value)
+    raise ConfigError(
+        f"{name} must be a {cls.__name__} or a dict of its fields, got {type(value).__name__}; "
+        f"write {name}={cls.__name__}(...) or {name}={{...}}"
+    )
+
+
+def _keyword_error(unknown: dict[str, Any], allowed: list[str]) -> ConfigError:
+    """Where keywords a call does not take belong: sampling and request fields go in their parameter object."""
+    other = [k for k in unknown if k not in SamplingParams.model_fields and k not in RequestOptions.model_fields]
+    other = [k for k in other if k != "timeout"]
+    if other:
+        return ConfigError(
+            f"unexpected keyword argument {other[0]!r}{did_you_mean(other[0], allowed)}; "
+            f"the call takes {', '.join(allowed)}"
+        )
+    fixes = []
+    for name, cls in (("sampling", SamplingParams), ("options", RequestOptions)):
+        given = {("timeout_s" if k == "timeout" else k): v for k, v in unknown.items()
+                 if k in cls.model_fields or (k == "timeout" and cls is RequestOptions)}  # fmt: skip
+        if given:
+            fixes.append(f"{name}={cls.__name__}({', '.join(f'{k}={v!r}' for k, v in given.items())})")
+    shown = ", ".join(f"{k}={v!r}" for k, v in unknown.items())
+    return ConfigError(
+        f"unexpected keyword argument(s) {shown}: sampling and request settings go in a parameter object (or a dict "
+        f"of its fields): {', '.join(fixes)}"
+    )
+
+
+def explain_keywords(method: F) -> F:
+    """``method`` with an unknown keyword raising ``ConfigError`` that shows where it belongs, instead of a
+    ``TypeError``: ``complete("hi", temperature=0)`` says ``sampling=SamplingParams(temperature=0)``."""
+    names = [name for name in inspect.signature(method).parameters if name not in ("self", "client")]
+    accepted = frozenset(names)
+
+    def check(kwargs: dict[str, Any]) -> None:
+        if not accepted.issuperset(kwargs):
+            raise _keyword_error({k: v for k, v in kwargs.items() if k not in accepted}, names)
+
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def checked_async(*args: Any, **kwargs: Any) -> Any:
+            check(kwargs)
+            return await method(*args, **kwargs)
+
+        return cast(F, checked_async)
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check(kwargs)
+        return method(*args, **kwargs)
+
+    return cast(F, checked)

@@ -9,7 +9,6 @@ a message: values are quoted as written in the file, and keys are masked.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -24,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._params import Model, RateLimits, RetryPolicy, SamplingParams
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     from ._client import LLMClient
@@ -465,12 +464,6 @@ def _describe(path: Path, node: yaml.Node | None, raw: Any, err: Mapping[str, An
     else:
         shown = f", got {written!r}"
     return f"{where}{_message(err)}{shown}"
-
-
-def did_you_mean(word: str, choices: list[str]) -> str:
-    """' (did you mean 'x'?)' for the closest choice, or ''."""
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # -- building a client --------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ every loop in the process.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
+import contextlib
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -32,7 +34,25 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         if _loop is None or _loop.is_closed():
             _loop = asyncio.new_event_loop()
             threading.Thread(target=_loop.run_forever, name="llmkit-loop", daemon=True).start()
+            atexit.register(_cancel_pending, _loop)
         return _loop
+
+
+def _cancel_pending(loop: asyncio.AbstractEventLoop, timeout_s: float = 5.0) -> None:
+    """At exit, cancel the tasks still pending on the background loop and let them finish, as ``asyncio.run`` does
+    for its own loop. LiteLLM starts a logging worker task on the loop of its first async call; when the loop of a
+    later call (a user's ``asyncio.run``) takes the worker over, the old task waits here forever, and asyncio prints
+    "Task was destroyed but it is pending!" when it is collected at exit."""
+
+    async def cancel_all() -> None:
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    if loop.is_running():
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=timeout_s)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -80,6 +80,12 @@ def _litellm() -> ModuleType:
     os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
     import litellm
 
+    if os.environ.get("LLMKIT_LITELLM_DEBUG", "") in ("", "0"):
+        # LiteLLM prints "Provider List: ..." on stdout for every model name it does not know, and "Give Feedback /
+        # Get Help" for every failed call; a library must not write to its user's stdout. This flag only silences
+        # those prints (the one LiteLLM global llmkit sets; README "LiteLLM's prints"). It is set here, after the
+        # cost-map variables above: setting it before they are read makes LiteLLM fetch its price map remotely.
+        litellm.suppress_debug_info = True
     return litellm
 
 
@@ -134,6 +140,7 @@ class LiteLLMTransport:
     """Every provider LiteLLM supports, through ``litellm.acompletion``."""
 
     def check(self, request: Request) -> None:
+        _litellm()  # the import (seconds, once) happens here, before the send where latency_s starts
         self._kwargs(request)
         _check_key(request.model)
 
@@ -307,20 +314,22 @@ def _is_off(param: str, value: Any) -> bool:
 
 def _unsupported(model: Model, param: str, declared_only: bool = False) -> UnsupportedFeatureError:
     feature = _FEATURES.get(param, param)
-    hints = {
-        "logprobs": "OpenAI and Gemini models return logprobs; Anthropic has none",
-        "reasoning": "use a reasoning model (o-series, gpt-5, claude-sonnet-4-5, gemini-2.5), or reasoning_effort "
-        "instead of thinking_budget for OpenAI models",
-    }
+    asked = "thinking_budget" if param == "thinking" else param  # the SamplingParams field the user set
+    if param == "thinking" and not declared_only and _provider_facts(model.name)[1]:
+        hint = "this model reasons but takes no thinking budget: use reasoning_effort instead of thinking_budget"
+    elif feature == "reasoning":
+        hint = f"use a reasoning model (o-series, gpt-5, claude-sonnet-4-5, gemini-2.5), or drop {asked}"
+    elif feature == "logprobs":
+        hint = "OpenAI and Gemini models return logprobs; Anthropic has none"
+    else:
+        hint = f"drop {asked}"
     how = (
         f"add {feature!r} to Model(..., supports=...) if it really can"
         if declared_only
         else f"if LiteLLM does not know this model but it can, declare Model(..., supports={{{feature!r}}})"
     )
     return UnsupportedFeatureError(
-        f"{model.name} does not support {param} ({feature}); {hints.get(feature, 'drop the parameter')}; {how}",
-        model=model.name,
-        provider=model.provider,
+        f"{model.name} does not support {asked} ({feature}); {hint}; {how}", model=model.name, provider=model.provider
     )
 
 

@@ -21,11 +21,23 @@ from typing import IO, Any
 
 import yaml
 
-from . import ConfigError, LLMError, Model, ResponseCache, __version__
-from ._cli_run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, cmd_run, note, setup, table
+from . import ConfigError, LLMError, Model, ResponseCache, RetryPolicy, __version__
+from ._cli_input import FORMATS
+from ._cli_run import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    OFFLINE_POOL,
+    UsageError,
+    cmd_run,
+    note,
+    setup,
+    table,
+)
 from ._params import mask_options, mask_url
 from ._settings import ConfigFile, LLMKitSettings, find_config, load_config, searched_places
-from .errors import redact
+from .errors import did_you_mean, redact
 
 __all__ = ["main"]
 
@@ -41,7 +53,34 @@ def _config_file(args: argparse.Namespace) -> ConfigFile:
     return load_config(found[0])
 
 
+def _no_config(args: argparse.Namespace) -> bool:
+    """True, after saying so on stderr, when there is no config file: the config commands then show the defaults."""
+    if find_config(args.config, args.settings) is not None:
+        return False
+    note(f"no config file (looked at {searched_places()}); llmkit runs on its defaults (see examples/llmkit.yaml)")
+    return True
+
+
+def _defaults(settings: LLMKitSettings) -> dict[str, Any]:
+    """What applies without a config file, as ``config show`` prints it."""
+    limits = settings.default_limits()
+    return {
+        "llmkit run": "needs --model NAME (its key from the provider's variable, e.g. OPENAI_API_KEY), --offline (the "
+        "bundled fake provider, no key) or --local (a real model on this machine)",
+        "offline pool": [f"{m.name} (weight {m.weight:g})" for m in OFFLINE_POOL.models],
+        "sampling": "the provider's defaults",
+        "limits": limits.model_dump(exclude_none=True) if limits else "none (LLMKIT_REQUESTS_PER_MINUTE, "
+        "LLMKIT_TOKENS_PER_MINUTE, LLMKIT_MAX_CONCURRENCY set them)",
+        "retry": RetryPolicy().model_dump(),
+        "cache_dir": f"{settings.cache_dir} (llmkit run caches there by default)",
+        "log_level": settings.log_level,
+    }
+
+
 def _cmd_config_show(args: argparse.Namespace) -> int:
+    if _no_config(args):
+        print(yaml.safe_dump({"defaults": _defaults(args.settings)}, sort_keys=False, width=1000), end="")
+        return EXIT_OK
     config = _config_file(args)
     names = [args.pool] if args.pool else list(config.pools)
     pools = {}
@@ -66,6 +105,9 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
+    if _no_config(args):
+        print("ok: no config file to validate; `llmkit config show` shows the defaults")
+        return EXIT_OK
     config = _config_file(args)
     pools = ", ".join(f"{name} ({len(p.models)} model{'s' * (len(p.models) != 1)})" for name, p in config.pools.items())
     print(f"ok: {config.path}: {pools}")
@@ -108,10 +150,37 @@ def _model_facts(model: Model) -> dict[str, Any]:
     return facts
 
 
+def _known_models(provider: str) -> list[Model]:
+    """The chat models LiteLLM's bundled price map knows for a provider prefix; ``ConfigError`` naming the prefixes
+    it knows when there is none."""
+    from ._transport import _litellm
+
+    litellm = _litellm()
+    names = sorted(litellm.models_by_provider.get(provider, ()))
+    chat = [n for n in names if (litellm.model_cost.get(n) or litellm.model_cost.get(f"{provider}/{n}") or {}).get(
+        "mode") == "chat"]  # fmt: skip
+    if not chat:
+        known = sorted(litellm.models_by_provider)
+        raise ConfigError(
+            f"LiteLLM knows no chat model for provider {provider!r}{did_you_mean(provider, known)}; "
+            f"its providers: {', '.join(known)}"
+        )
+    return [Model(n if n.startswith(f"{provider}/") else f"{provider}/{n}") for n in chat]
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
-    chosen = setup(args)
-    note(chosen.source)
-    facts = [_model_facts(m) for m in chosen.pool.models]
+    if args.provider:
+        note(f"the chat models LiteLLM knows for provider {args.provider!r}")
+        models = _known_models(args.provider)
+    elif not args.model and not args.offline and _no_config(args):
+        note("showing the offline default pool (what `llmkit run --offline` uses); --provider openai lists what "
+             "LiteLLM knows for a provider, --model NAME shows one model")  # fmt: skip
+        models = OFFLINE_POOL.models
+    else:
+        chosen = setup(args)
+        note(chosen.source)
+        models = chosen.pool.models
+    facts = [_model_facts(m) for m in models]
     if args.json:
         print(json.dumps(facts, indent=2))
         return EXIT_OK
@@ -263,8 +332,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "prompts",
-        metavar="PROMPTS.jsonl",
-        help='one prompt per line: a JSON string, or {"id", "prompt" or "messages", "sampling"}',
+        metavar="PROMPTS",
+        help='JSONL (one JSON string, or {"id", "prompt" or "messages", "sampling"}, per line), .txt (one prompt per '
+        "line) or .csv (a 'prompt' column, 'id' if present, other columns kept as metadata)",
+    )
+    run.add_argument(
+        "--input-format",
+        choices=FORMATS,
+        help="how to read PROMPTS (default: by extension, .txt and .csv; JSONL for anything else)",
     )
     run.add_argument("-o", "--output", required=True, metavar="RESULTS.jsonl", help="where to write the results")
     run.add_argument(
@@ -349,6 +424,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--offline", action="store_true", help="with no config and no --model: the offline pool")
     models.add_argument("--json", action="store_true", help="JSON instead of a table")
+    models.add_argument(
+        "--provider", metavar="PREFIX", help="list the chat models LiteLLM knows for a provider (openai, anthropic)"
+    )
     models.set_defaults(handler=_cmd_models)
 
     cache_cmd = commands.add_parser("cache", help="inspect or clear the response cache")

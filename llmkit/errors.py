@@ -23,6 +23,7 @@ Errors carry provider, model, status, retry_after and request_id, never request 
 from __future__ import annotations
 
 import builtins
+import difflib
 import os
 import re
 from collections.abc import Iterable
@@ -193,3 +194,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         text = text.replace(secret, "***")
         text = re.sub(re.escape(secret[:8]) + r"\S*", "***", text)
     return text
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or '': the hint every "unknown name" error ends with."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

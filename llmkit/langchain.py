@@ -57,6 +57,7 @@ from ._lc_convert import (
     to_ai_message,
     to_llmkit_messages,
 )
+from .errors import did_you_mean
 
 __all__ = ["ChatLLMKit"]
 
@@ -81,6 +82,21 @@ def _end_run(run: Any, output: AIMessage | Exception) -> Any:
     if isinstance(output, Exception):
         return run.on_llm_error(output)
     return run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=output)]]))
+
+
+def _reject_unknown(cls: type[BaseChatModel], kwargs: dict[str, Any]) -> None:
+    """An argument that is no field raises ``ConfigError`` with a "did you mean": ``BaseChatModel`` ignores extras,
+    so ``temprature=0.2`` would leave the temperature unset without a word. Provider-specific request fields go in
+    ``Model(..., provider_options={...})`` of a ``client=LLMClient(...)``, the one pass-through."""
+    names = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+    unknown = [key for key in kwargs if key not in names]
+    if unknown:
+        own = [name for name in cls.model_fields if name not in BaseChatModel.model_fields]
+        raise ConfigError(
+            f"{cls.__name__}({unknown[0]}=...): unknown argument{did_you_mean(unknown[0], sorted(names))}; it takes "
+            f"{', '.join(own)} and BaseChatModel's ({', '.join(BaseChatModel.model_fields)}); provider-specific "
+            "request fields go in client=LLMClient(Model(..., provider_options={...}))"
+        )
 
 
 class ChatLLMKit(BaseChatModel):
@@ -123,6 +139,10 @@ class ChatLLMKit(BaseChatModel):
     """llmkit's disk cache (a ``ResponseCache`` or a directory). LangChain's own ``cache`` field is separate."""
     client: LLMClient | None = None
     """A configured client; then model, base_url, api_key, max_retries, limits and response_cache belong to it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        _reject_unknown(type(self), kwargs)
+        super().__init__(**kwargs)
 
     @model_validator(mode="after")
     def _resolve(self) -> Self:

@@ -78,6 +78,17 @@ from llama_cpp.server import settings
 names = {name.lower() for name in settings.Settings.model_fields} | {"host", "port", "config_file"}
 for key in [key for key in os.environ if key.lower() in names]:
     del os.environ[key]
+# llama-cpp-python's chatml-function-calling handler renders its template with HTML autoescape on (0.3.x,
+# llama_chat_format.chatml_function_calling: select_autoescape applies to from_string templates), so the model read
+# &#39; for ' and &lt; for <. A chat template is not HTML: this server's templates render text as written.
+from llama_cpp import llama_chat_format
+
+class _Verbatim(llama_chat_format.ImmutableSandboxedEnvironment):
+    def __init__(self, *args, **kwargs):
+        kwargs["autoescape"] = False
+        super().__init__(*args, **kwargs)
+
+llama_chat_format.ImmutableSandboxedEnvironment = _Verbatim
 import runpy
 sys.argv = ["llama_cpp.server", *args]
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)

@@ -30,6 +30,7 @@ ALLOWED = {
     "_outfile": {"errors"},
     "local": {"_params", "errors"},
     "_settings": {"_cache", "_client", "_params", "errors"},
+    "_cli_input": {"_params", "errors"},
     "_batch": {"_client", "_params", "_result", "_types", "errors"},
     "_batch_transport": {"_normalize", "_params", "_result", "_transport", "errors"},
     "_provider_batch": {"_batch", "_batch_transport", "_client", "_params", "_result", "_sync", "_types", "errors"},

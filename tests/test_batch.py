@@ -139,3 +139,14 @@ async def test_prompt_prefer_model_routes_that_item(transport) -> None:
     client = LLMClient([Model("openai/a", weight=100), Model("openai/b", weight=1)], transport=transport, seed=0)
     results = await client.abatch([Prompt(messages=f"p{i}", prefer_model="openai/b") for i in range(10)])
     assert {r.model for r in results} == {"openai/b"}
+
+
+def test_progress_shows_cached_work_as_saved_not_spent(transport, tmp_path, capsys) -> None:
+    """A rerun served from the cache spends nothing: the bar says so, and shows what the cache saved."""
+    client = LLMClient([Model("openai/a")], transport=transport, cache=tmp_path / "c")
+    client.batch(["a", "b", "c"], show_progress=True)
+    first = capsys.readouterr().err
+    assert "tokens=15 " in first and "saved(" not in first  # the scripted echo: 5 tokens per answer
+    client.batch(["a", "b", "c"], show_progress=True)
+    rerun = capsys.readouterr().err
+    assert "hits=3 " in rerun and "tokens=0 " in rerun and "saved(tokens=15 " in rerun

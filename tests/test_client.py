@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 
 import pytest
 
@@ -428,3 +429,14 @@ async def test_a_fallback_answer_is_found_by_any_pool_that_shares_the_cache(tran
     pooled = client_for(transport, models=models, context_window_fallbacks=["openai/b"], cache=tmp_path / "c")
     hit = await pooled.acomplete("q")
     assert hit.cache_hit and hit.model == "openai/b" and len(transport.calls) == 1
+
+
+def test_latency_starts_at_the_send_not_at_the_first_call_s_setup(transport) -> None:
+    """The first call imports LiteLLM during its capability check (seconds); that is not the answer's latency."""
+
+    def slow_check(request: object) -> None:
+        time.sleep(0.3)  # as the real transport's first check imports litellm
+
+    transport.check = slow_check
+    completion = client_for(transport).complete("hi")
+    assert completion.text == "echo: hi" and completion.latency_s < 0.2

@@ -24,6 +24,7 @@ from llmkit import (
     StreamDelta,
     UnsupportedFeatureError,
 )
+from llmkit.local import LocalModelServer
 
 pytestmark = pytest.mark.local
 
@@ -243,3 +244,33 @@ def test_batch_of_50_rate_limited_then_all_cache_hits(
         assert all(c.cache_hit for c in rerun)
         assert [c.text for c in rerun] == [c.text for c in results]
         assert again.status.requests_sent == 0 and again.status.cache_hits == 50
+
+
+# -- what the model reads ---------------------------------------------------------------------------------------------
+
+
+def _token_count(server_url: str, text: str) -> int:
+    """How many tokens the server's own tokenizer makes of ``text`` (special tokens such as <|im_start|> included)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{server_url}/extras/tokenize/count",
+        data=json.dumps({"input": text}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(json.load(response)["count"])
+
+
+def test_the_model_reads_quotes_and_markup_as_written(client: LLMClient, local_server: LocalModelServer) -> None:
+    """The prompt the server tokenized is the chat template with the text verbatim: ``usage.input_tokens`` equals the
+    token count of that rendering, and not of the HTML-escaped one (``&#39;I love this library&#39;``)."""
+    text = """He said 'I love this library' & wrote <b>"quotes"</b> > 2"""
+    escaped = text.replace("&", "&amp;").replace("'", "&#39;").replace('"', "&#34;").replace("<", "&lt;")
+    escaped = escaped.replace(">", "&gt;")
+    template = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+    verbatim_tokens = _token_count(local_server.url, template.format(text))
+    assert verbatim_tokens != _token_count(local_server.url, template.format(escaped))  # the check can tell them apart
+    answer = client.complete(text, sampling=SamplingParams(max_tokens=1))
+    assert answer.usage.input_tokens == verbatim_tokens
