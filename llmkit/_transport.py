@@ -108,26 +108,37 @@ def _provider_facts(name: str) -> tuple[frozenset[str], bool]:
     return params, reasons
 
 
-# Per model name, the key variables LiteLLM would read that were missing when first asked; () when a key was there.
-_KEY_VARS: dict[str, tuple[str, ...]] = {}
+# Per model name: (size of os.environ when asked, the *_API_KEY variables LiteLLM reported missing then).
+_KEY_VARS: dict[str, tuple[int, tuple[str, ...]]] = {}
+
+
+def _key_vars(name: str) -> tuple[str, ...]:
+    """The ``*_API_KEY`` variables LiteLLM reads for ``name`` (any one will do), known once LiteLLM reported them
+    missing; () while it finds a key. "Is a key set" is asked again only when the environment grew or shrank, so the
+    ~20 µs LiteLLM lookup runs about once per model."""
+    size = len(os.environ)
+    cached = _KEY_VARS.get(name)
+    if cached is not None and (cached[1] or cached[0] == size):
+        return cached[1]
+    try:
+        missing = _litellm().validate_environment(model=name).get("missing_keys") or []
+    except Exception:  # a provider LiteLLM cannot check: let the request say what is wrong
+        missing = []
+    # Only API keys: other variables (OLLAMA_API_BASE, VERTEXAI_PROJECT, AWS credentials from a profile or a role)
+    # can come from elsewhere, and the request itself will say what is wrong.
+    wanted = tuple(var for var in missing if var.endswith("_API_KEY"))
+    _KEY_VARS[name] = (size, wanted)
+    return wanted
 
 
 def _check_key(model: Model) -> None:
     """``AuthenticationError`` before sending when the model has no key at all: no ``api_key``, no credential in its
     ``provider_options``, and none of the ``*_API_KEY`` variables LiteLLM reads for it. Without this, the OpenAI route
     fails with a retryable 500 ("Missing credentials") sent ``max_attempts`` times; other routes with a 401."""
-    if model.api_key is not None or model.secrets():
+    if model.api_key is not None:
         return
-    if model.name not in _KEY_VARS:
-        try:
-            missing = _litellm().validate_environment(model=model.name).get("missing_keys") or []
-        except Exception:  # a provider LiteLLM cannot check: let the request say what is wrong
-            missing = []
-        # Only API keys: other variables (OLLAMA_API_BASE, VERTEXAI_PROJECT, AWS credentials from a profile or a
-        # role) can come from elsewhere, and the request itself will say what is wrong.
-        _KEY_VARS[model.name] = tuple(name for name in missing if name.endswith("_API_KEY"))
-    wanted = _KEY_VARS[model.name]
-    if wanted and not any(os.environ.get(name) for name in wanted):
+    wanted = _key_vars(model.name)
+    if wanted and not any(os.environ.get(var) for var in wanted) and not model.secrets():
         raise AuthenticationError(
             f"{model.name} has no API key: set {' or '.join(wanted)} (LiteLLM reads it from the environment), or "
             "give Model(api_key=...)",
