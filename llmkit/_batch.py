@@ -66,11 +66,13 @@ class _Progress:
             import warnings
 
             from tqdm import TqdmWarning
-            from tqdm.auto import tqdm
 
             with warnings.catch_warnings():
-                # In Jupyter without ipywidgets tqdm.auto warns, then falls back to a text bar: that bar is fine.
+                # In Jupyter without ipywidgets tqdm.auto warns (when imported, and when a bar starts), then falls
+                # back to a text bar: that bar is fine.
                 warnings.simplefilter("ignore", TqdmWarning)
+                from tqdm.auto import tqdm
+
                 self._bar = tqdm(total=total, unit="prompt", dynamic_ncols=True)
 
     def update(self, completion: Completion, errors: int) -> None:

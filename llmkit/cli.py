@@ -327,8 +327,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         parents=[common, source],
-        help="run a JSONL file of prompts",
-        description="Run every prompt of a JSONL file; write one result line per prompt.",
+        help="run a file of prompts (JSONL, .txt or .csv)",
+        description="Run every prompt of a file (JSONL, .txt or .csv); write one result line per prompt, in order.",
     )
     run.add_argument(
         "prompts",
