@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import errors
+from ._budget import Budget
 from ._cache import ResponseCache
 from ._client import LLMClient
 from ._fingerprint import fingerprint
@@ -18,6 +19,7 @@ from ._status import StatusTracker
 from .errors import (
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ConfigError,
     ContentFilterError,
     ContextWindowExceededError,
@@ -40,6 +42,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "Budget",
+    "BudgetExceededError",
     "ChatLLMKit",
     "Completion",
     "ConfigError",

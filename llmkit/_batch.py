@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._budget import Budget, Scope
 from ._params import Prompt, RequestOptions, SamplingParams, merge
 from ._result import Completion
 from ._types import MessagesInput
@@ -29,6 +30,7 @@ _DEFAULT_IN_FLIGHT = 100
 # bounded so a million-prompt batch does not keep every answer alive.
 _RECENT_ANSWERS = 1024
 _PROGRESS_EVERY_S = 0.25
+_REDRAW_WHILE_WAITING_S = 1.0
 
 OnResult = Callable[[int, Completion], Any]
 
@@ -43,8 +45,9 @@ def _in_flight_limit(client: LLMClient, max_in_flight: int | None) -> int:
 class _Progress:
     """A tqdm.auto bar (it renders in notebooks) whose postfix shows what the client is doing."""
 
-    def __init__(self, client: LLMClient, total: int | None, show: bool) -> None:
+    def __init__(self, client: LLMClient, total: int | None, show: bool, scope: Scope | None = None) -> None:
         self._client = client
+        self._scope = scope
         self._bar = None
         self._shown = 0.0
         if show:
@@ -79,7 +82,27 @@ class _Progress:
         ]
         if s.binding_limit:
             parts.append(f"limit={s.binding_limit}")
+        if waiting := s.waiting_now():
+            parts.append(f"waiting={waiting}")
+        account = self._client._account
+        if (self._scope and self._scope.refused) or (account and account.refused):
+            parts.append("BUDGET SPENT: sending stopped")
         return " ".join(parts)
+
+    def refresh(self, errors: int) -> None:
+        """Redraw the postfix while nothing finishes (a long wait must not look like a frozen bar)."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._postfix(errors), refresh=True)
+
+    async def next_done(self, done: asyncio.Queue[asyncio.Task[Completion]], errors: int) -> asyncio.Task[Completion]:
+        """The next finished task; with a bar shown, redraw it every second until one finishes."""
+        if self._bar is None:
+            return await done.get()
+        while True:
+            try:
+                return await asyncio.wait_for(done.get(), _REDRAW_WHILE_WAITING_S)
+            except asyncio.TimeoutError:
+                self.refresh(errors)
 
     def close(self, errors: int) -> None:
         if self._bar is not None:
@@ -96,14 +119,18 @@ async def as_completed(
     show_progress: bool = False,
     on_result: OnResult | None = None,
     max_in_flight: int | None = None,
+    budget: Budget | None = None,
+    deadline_s: float | None = None,
 ) -> AsyncGenerator[tuple[int, Completion], None]:
     """``(index, completion)`` pairs as prompts finish, at most ``max_in_flight`` requests at once.
 
-    Memory stays flat for any number of prompts: the iterable is pulled only as requests finish.
+    Memory stays flat for any number of prompts: the iterable is pulled only as requests finish. ``budget`` bounds
+    this batch's spending, ``deadline_s`` its wall time (on top of the client's budget and each prompt's own deadline).
     """
     limit = _in_flight_limit(client, max_in_flight)
     total = len(prompts) if hasattr(prompts, "__len__") else None  # type: ignore[arg-type]
-    progress = _Progress(client, total, show_progress)
+    scope = Scope.of(budget, deadline_s) if budget is not None or deadline_s is not None else None
+    progress = _Progress(client, total, show_progress, scope)
     source = enumerate(prompts)
     waiting: dict[asyncio.Task[Completion], list[int]] = {}
     by_key: dict[tuple[str, ...], asyncio.Task[Completion]] = {}
@@ -147,7 +174,7 @@ async def as_completed(
                     continue
                 task = by_key.get(key)
                 if task is None:
-                    task = asyncio.ensure_future(client._complete(plan))
+                    task = asyncio.ensure_future(client._complete(plan, scope))
                     task.add_done_callback(done.put_nowait)
                     by_key[key] = task
                     key_of[task] = key
@@ -155,7 +182,7 @@ async def as_completed(
                 waiting[task].append(index)
             if not waiting:
                 return
-            task = await done.get()
+            task = await progress.next_done(done, errors)
             key = key_of.pop(task)
             del by_key[key]
             completion = task.result()
@@ -204,12 +231,14 @@ async def abatch(
     raise_on_error: bool = False,
     on_result: OnResult | None = None,
     max_in_flight: int | None = None,
+    budget: Budget | None = None,
+    deadline_s: float | None = None,
 ) -> list[Any]:
     """Every prompt's ``Completion`` in input order (``return_completions_only``: its text, None on failure).
 
     A failed prompt's completion has ``error`` set and the batch goes on, unless ``raise_on_error``. At most
     ``max_in_flight`` requests at once (default: ``limits.max_concurrency``, else 100). Cancelling (Ctrl-C for
-    ``batch``) stops dispatch; what finished is already cached.
+    ``batch``) stops dispatch; what finished is already cached. ``budget`` and ``deadline_s``: see ``as_completed``.
     """
     results: dict[int, Completion] = {}
     stream = as_completed(
@@ -220,6 +249,8 @@ async def abatch(
         show_progress=show_progress,
         on_result=on_result,
         max_in_flight=max_in_flight,
+        budget=budget,
+        deadline_s=deadline_s,
     )
     try:
         async for index, completion in stream:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import Completion, ConfigError, LLMClient, Model, Prompt, RateLimits, ResponseCache, RetryPolicy, SamplingParams
+from ._budget import Budget
 from ._settings import CacheConfig, LLMKitSettings, PoolConfig, did_you_mean, find_config, load_config, searched_places
 from .errors import redact
 
@@ -296,6 +297,7 @@ _HINTS = {
     "AuthenticationError": "check the model's key (its provider's env var, or api_key in the config)",
     "TimeoutError": "raise the timeout or lower --concurrency",
     "UnsupportedFeatureError": "drop the parameter or pick a model that supports it (llmkit models)",
+    "BudgetExceededError": "raise --max-cost; a rerun sends only these prompts (the answered ones are cached)",
 }
 
 
@@ -328,10 +330,21 @@ class _Tally:
 
 
 async def _run_all(
-    client: LLMClient, items: _Input, out: IO[str], tally: _Tally, progress: bool, max_in_flight: int | None
+    client: LLMClient,
+    items: _Input,
+    out: IO[str],
+    tally: _Tally,
+    progress: bool,
+    max_in_flight: int | None,
+    guards: dict[str, Any] | None = None,
 ) -> None:
-    """Write each result line as soon as it is done, so an interrupted run keeps everything finished so far."""
-    async for index, completion in client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight):
+    """Write each result line as soon as it is done, so an interrupted run keeps everything finished so far.
+
+    ``guards``: the batch's ``budget`` and ``deadline_s`` (--max-cost, --deadline).
+    """
+    async for index, completion in client.as_completed(
+        items, show_progress=progress, max_in_flight=max_in_flight, **(guards or {})
+    ):
         line_id = items.ids[index]
         record = _record(line_id, completion, tally.secrets)
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -432,7 +445,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 # LiteLLM prints "Give Feedback / Get Help" banners on stdout for every failed attempt; run writes
                 # nothing to stdout, and the errors themselves are in the results.
                 with contextlib.redirect_stdout(io.StringIO()):
-                    asyncio.run(_run_all(client, items, out, tally, not args.no_progress, args.max_in_flight))
+                    asyncio.run(
+                        _run_all(client, items, out, tally, not args.no_progress, args.max_in_flight, _guards(args))
+                    )
             except KeyboardInterrupt:
                 interrupted = True
         sent = server.count if server is not None else client.status.requests_sent
@@ -459,6 +474,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         note("interrupted: the results above are written; rerun the same command to resume from the cache")
         return EXIT_INTERRUPTED
     return EXIT_FAILED if failed or items.bad else EXIT_OK
+
+
+def _guards(args: argparse.Namespace) -> dict[str, Any]:
+    """--max-cost and --deadline as the batch's ``budget`` and ``deadline_s``."""
+    max_cost = getattr(args, "max_cost", None)
+    return {
+        "budget": Budget(max_cost_usd=max_cost) if max_cost is not None else None,
+        "deadline_s": getattr(args, "deadline", None),
+    }
 
 
 def _override(base: Any, cls: type, **given: Any) -> Any:

@@ -7,6 +7,7 @@ implementation; each sync twin is a one-line wrapper over ``_sync``.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from dataclasses import dataclass, replace
 
 from . import _batch, _sync
+from ._budget import Account, Budget, Reservation, Scope, check_wait, deadline_at, declared_cost
 from ._cache import ResponseCache
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
@@ -25,7 +27,7 @@ from ._result import Completion, StreamDelta, ToolCallChunk
 from ._retry import out_of_attempts, retrying, wait_s
 from ._router import Router
 from ._status import StatusTracker
-from ._transport import LiteLLMTransport, Request, Transport
+from ._transport import LiteLLMTransport, Request, Transport, model_price
 from ._types import Message, MessagesInput
 from .errors import (
     AuthenticationError,
@@ -35,6 +37,7 @@ from .errors import (
     ModelNotFoundError,
     NoModelAvailableError,
     RateLimitError,
+    TimeoutError,
     UnsupportedFeatureError,
 )
 
@@ -59,6 +62,10 @@ class _Tries:
     last_failed: int | None = None
     sent_at: float | None = None
     earlier: int = 0
+    deadline: float | None = None
+    accounts: tuple[Account, ...] = ()
+    reservation: Reservation | None = None
+    last_error: LLMError | None = None
 
     @property
     def charged(self) -> int:
@@ -126,7 +133,8 @@ class LLMClient:
     ``models``: deployments (or model strings) routed by weight. ``sampling``: defaults for every call (a call's own
     sampling overrides it; a model's ``sampling`` is the lowest layer). ``cache``: a ``ResponseCache`` or a directory,
     None for no cache. ``context_window_fallbacks``: models tried in order, only for a prompt that a pool model
-    refused as too long. ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
+    refused as too long. ``budget``: the most this client may ever spend (``Budget``); a batch may add its own.
+    ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
     """
 
     def __init__(
@@ -138,6 +146,7 @@ class LLMClient:
         retry: RetryPolicy | None = None,
         cache: ResponseCache | str | os.PathLike[str] | None = None,
         context_window_fallbacks: Model | str | Sequence[Model | str] | None = None,
+        budget: Budget | None = None,
         transport: Transport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -152,6 +161,8 @@ class LLMClient:
         self.retry = retry or RetryPolicy()
         self.cache = _as_cache(cache)
         self.status = StatusTracker()
+        self.budget = budget
+        self._account = Account(budget) if budget is not None else None
         self._transport = transport or LiteLLMTransport()
         self._sleep = sleep
         # One index space for every deployment: the pool's first, then the fallbacks (a 429 cools them down and a bad
@@ -321,19 +332,68 @@ class LLMClient:
         if self.cache is not None and index is not None and completion.ok:
             self.cache.put(plan.fingerprints[index], completion)
 
-    async def _complete(self, plan: _Plan) -> Completion:
+    async def _complete(self, plan: _Plan, scope: Scope | None = None) -> Completion:
         """Cache, then attempts with retries; a final failure comes back as a ``Completion`` with ``error`` set."""
         if (hit := self._cached(plan)) is not None:
             return hit
         start = time.perf_counter()
-        tries = _Tries()
+        tries = self._tries(plan, scope)
         index: int | None = None
         try:
-            index, completion = await self._routed(plan, tries)
+            index, completion = await self._within_deadline(self._routed(plan, tries), tries)
         except LLMError as exc:
             index, completion = None, Completion(finish_reason="error", error=exc, model=exc.model)
+        finally:
+            if tries.reservation is not None:
+                tries.reservation.release()
         completion = completion.model_copy(update={"attempts": tries.total, "latency_s": time.perf_counter() - start})
         self._store(plan, index, completion)
+        return completion
+
+    def _tries(self, plan: _Plan, scope: Scope | None = None) -> _Tries:
+        """A call's state, with the budgets and the deadline that bound it (the client's, the call's, the batch's)."""
+        options = next(iter(plan.requests.values())).options
+        accounts: tuple[Account, ...] = (self._account,) if self._account is not None else ()
+        if scope is not None:
+            accounts += scope.accounts
+        return _Tries(deadline=deadline_at(options.deadline_s, scope.deadline if scope else None), accounts=accounts)
+
+    async def _within_deadline(self, call: Awaitable[tuple[int, Completion]], tries: _Tries) -> tuple[int, Completion]:
+        """The call, cut off at its deadline: attempts in flight are cancelled (their connections closed)."""
+        if tries.deadline is None:
+            return await call
+        try:
+            async with asyncio.timeout(tries.deadline - time.monotonic()):
+                return await call
+        except TimeoutError:
+            raise
+        except builtins.TimeoutError:
+            model = tries.last_error.model if tries.last_error is not None else None
+            raise TimeoutError(f"the call's deadline passed after {tries.total} attempt(s)", model=model) from (
+                tries.last_error
+            )
+
+    async def _wait(self, tries: _Tries, reason: str, seconds: float) -> None:
+        """Sleep for a backoff or a cooldown, unless it would end after the deadline or is over ``max_wait_s``."""
+        cap = self.retry.max_wait_s if reason == "cooldown" else None
+        check_wait(reason, seconds, tries.deadline, cap, tries.last_error)
+        self.status.waited(reason, seconds)
+        await self._sleep(seconds)
+
+    def _reserve(self, plan: _Plan, index: int, tries: _Tries) -> None:
+        """Hold this attempt's estimate on every budget that applies, before it is sent."""
+        if tries.reservation is not None:
+            tries.reservation.release()
+        request = plan.requests[index]
+        out = request.sampling.max_tokens or _DEFAULT_OUTPUT_ESTIMATE
+        prompt = _estimate_tokens(request.messages, request.sampling) - out
+        tries.reservation = Reservation.make(tries.accounts, request.model, model_price, prompt, out)
+
+    def _settled(self, index: int, completion: Completion, tries: _Tries) -> Completion:
+        """The answer at the model's declared price (if any), settled on the budgets."""
+        completion = declared_cost(self._deployments[index], completion)
+        if tries.reservation is not None:
+            tries.reservation.settle(completion)
         return completion
 
     async def _routed(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
@@ -368,8 +428,12 @@ class LLMClient:
         except LLMError as exc:
             if not exc.retryable or out_of_attempts(self.retry, tries.count, tries.charged):
                 raise
-            await self._sleep(wait_s(self.retry, exc, tries.count))
-        async for attempt in retrying(self.retry, self._sleep, lambda: (tries.count, tries.charged)):
+            await self._wait(tries, "backoff", wait_s(self.retry, exc, tries.count))
+
+        async def backoff(seconds: float) -> None:
+            await self._wait(tries, "backoff", seconds)
+
+        async for attempt in retrying(self.retry, backoff, lambda: (tries.count, tries.charged)):
             with attempt:
                 result = await self._attempt(plan, tries)
         return result
@@ -377,13 +441,16 @@ class LLMClient:
     async def _acquire(self, plan: _Plan, tries: _Tries) -> tuple[int, list[Permit]]:
         """Client limits, then a deployment and its cooldown, then the deployment's own limits."""
         permits: list[Permit] = []
+        for account in tries.accounts:
+            account.check()
         try:
             if self._limiter is not None:
                 permits.append(await self._limiter.acquire(plan.tokens))
             index, wait = self._router.pick(plan.requests.keys(), avoid=tries.last_failed, prefer=plan.prefer)
+            if tries.accounts:
+                self._reserve(plan, index, tries)
             if wait > 0:
-                self.status.waited("cooldown", wait)
-                await self._sleep(wait)
+                await self._wait(tries, "cooldown", wait)
             limiter = self._model_limiters[index]
             if limiter is not None:
                 permits.append(await limiter.acquire(plan.tokens))
@@ -413,7 +480,7 @@ class LLMClient:
             for permit in permits:
                 permit.release(used)
         self._router.on_success(index)
-        return index, completion
+        return index, self._settled(index, completion, tries)
 
     def _failed(self, index: int, exc: LLMError, tries: _Tries) -> None:
         # Why a batch retried is otherwise invisible: status counts retries, not their causes. INFO is off by default.
@@ -422,12 +489,15 @@ class LLMClient:
         if not self._router.on_failure(index, exc, sent_at=tries.sent_at):
             tries.uncharged += 1
         tries.last_failed = index
+        tries.last_error = exc
+        if tries.reservation is not None:
+            tries.reservation.release()
         if isinstance(exc, RateLimitError):
             self.status.add("rate_limited")
 
     async def _stream(self, plan: _Plan) -> AsyncIterator[StreamDelta | Completion]:
         """``_routed`` for a stream: every refusal that moves on to a fallback comes before the first delta."""
-        tries = _Tries()
+        tries = self._tries(plan)
         started = False
         try:
             try:
@@ -455,6 +525,9 @@ class LLMClient:
         except LLMError as exc:
             self.status.record(Completion(finish_reason="error", error=exc))
             raise
+        finally:
+            if tries.reservation is not None:
+                tries.reservation.release()
 
     async def _stream_attempts(self, plan: _Plan, tries: _Tries) -> AsyncIterator[StreamDelta | Completion]:
         """Attempts for a stream: the same waits as ``retrying``, but none once a delta has been yielded."""
@@ -468,7 +541,7 @@ class LLMClient:
             except LLMError as exc:
                 if started or not exc.retryable or out_of_attempts(self.retry, tries.count, tries.charged):
                     raise
-                await self._sleep(wait_s(self.retry, exc, tries.count))
+                await self._wait(tries, "backoff", wait_s(self.retry, exc, tries.count))
 
     async def _stream_once(self, plan: _Plan, tries: _Tries) -> AsyncIterator[StreamDelta | Completion]:
         index, permits = await self._acquire(plan, tries)
@@ -479,6 +552,7 @@ class LLMClient:
                 if isinstance(item, Completion):
                     used = item.usage.total_tokens or None
                     item = item.model_copy(update={"attempts": tries.total, "latency_s": time.perf_counter() - start})
+                    item = self._settled(index, item, tries)
                     self._router.on_success(index)
                     self._store(plan, index, item)
                 yield item

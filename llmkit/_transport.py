@@ -39,7 +39,7 @@ from .errors import (
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["LiteLLMTransport", "Request", "Transport", "map_exception"]
+__all__ = ["LiteLLMTransport", "Request", "Transport", "map_exception", "model_price"]
 
 logger = logging.getLogger("llmkit")
 
@@ -292,6 +292,21 @@ def _cost(response: Any) -> float | None:
         except Exception:
             return None
     return float(cost) if cost else None
+
+
+def model_price(model: Model) -> tuple[float, float] | None:
+    """LiteLLM's USD per (prompt token, output token) for this model; None when it has no price for it."""
+    return _price(model.name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _price(name: str) -> tuple[float, float] | None:
+    try:
+        info = _litellm().get_model_info(name)
+    except Exception:
+        return None
+    prompt, output = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+    return (float(prompt), float(output)) if prompt is not None and output is not None else None
 
 
 def _retry_after(exc: Exception) -> float | None:

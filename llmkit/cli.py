@@ -303,6 +303,13 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--tpm", type=_positive(float), metavar="N", help="tokens per minute")
     limits.add_argument("--concurrency", type=_positive(int), metavar="N", help="requests in flight at once")
     limits.add_argument("--max-attempts", type=_positive(int), metavar="N", help="attempts per prompt; 1: no retries")
+    guards = run.add_argument_group("guardrails for unattended runs")
+    guards.add_argument(
+        "--max-cost", type=_positive(float), metavar="USD", help="stop sending once this much is spent (exit 1)"
+    )
+    guards.add_argument(
+        "--deadline", type=_positive(float), metavar="SECONDS", help="fail what is not answered after this long"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
 
