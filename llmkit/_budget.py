@@ -22,9 +22,19 @@ from pydantic import Field, model_validator
 
 from ._params import Model, _Params
 from ._result import Completion, Usage
-from .errors import BudgetExceededError, ConfigError, LLMError, RateLimitError, TimeoutError
+from .errors import BudgetExceededError, ConfigError, LLMError, TimeoutError
 
-__all__ = ["Account", "Budget", "Price", "Reservation", "Scope", "check_wait", "declared_cost", "deadline_at"]
+__all__ = [
+    "Account",
+    "Budget",
+    "Price",
+    "Reservation",
+    "Scope",
+    "WaitRefused",
+    "check_wait",
+    "deadline_at",
+    "declared_cost",
+]
 
 Price = tuple[float, float]
 """USD per (prompt token, output token)."""
@@ -199,7 +209,15 @@ def check_wait(
     late = deadline is not None and time.monotonic() + seconds > deadline
     if not (over_cap or late):
         return
-    if last_error is not None and (late or isinstance(last_error, RateLimitError)):
-        raise last_error
-    why = f"the deadline is {max(0.0, deadline - time.monotonic()):.1f} s away" if late and deadline else "too long"
-    raise TimeoutError(f"not waiting {seconds:.1f} s for {reason}: {why}")
+    if last_error is None:
+        left = max(0.0, (deadline or 0.0) - time.monotonic())
+        last_error = TimeoutError(f"not waiting {seconds:.1f} s for {reason}: the deadline is {left:.1f} s away")
+    raise WaitRefused(last_error)
+
+
+class WaitRefused(Exception):
+    """A wait ``check_wait`` refused: the call ends with ``error`` now. Not an ``LLMError``, so no retry catches it."""
+
+    def __init__(self, error: LLMError) -> None:
+        super().__init__(error.message)
+        self.error = error

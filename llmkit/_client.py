@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from dataclasses import dataclass, replace
 
 from . import _batch, _sync
-from ._budget import Account, Budget, Reservation, Scope, check_wait, deadline_at, declared_cost
+from ._budget import Account, Budget, Reservation, Scope, WaitRefused, check_wait, deadline_at, declared_cost
 from ._cache import ResponseCache
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
@@ -360,11 +360,13 @@ class LLMClient:
 
     async def _within_deadline(self, call: Awaitable[tuple[int, Completion]], tries: _Tries) -> tuple[int, Completion]:
         """The call, cut off at its deadline: attempts in flight are cancelled (their connections closed)."""
-        if tries.deadline is None:
-            return await call
         try:
+            if tries.deadline is None:
+                return await call
             async with asyncio.timeout(tries.deadline - time.monotonic()):
                 return await call
+        except WaitRefused as refused:
+            raise refused.error from refused.error.__cause__
         except TimeoutError:
             raise
         except builtins.TimeoutError:
@@ -373,10 +375,23 @@ class LLMClient:
                 tries.last_error
             )
 
-    async def _wait(self, tries: _Tries, reason: str, seconds: float) -> None:
-        """Sleep for a backoff or a cooldown, unless it would end after the deadline or is over ``max_wait_s``."""
+    async def _wait(self, tries: _Tries, reason: str, seconds: float, index: int | None = None) -> None:
+        """Sleep for a backoff or a cooldown, unless it would end after the deadline or is over ``max_wait_s``.
+
+        Refused, it raises what caused the wait: a cooldown's ``RateLimitError`` (with ``retry_after``) even when
+        another call's 429 started it.
+        """
+        cause = tries.last_error
+        if index is not None and not isinstance(cause, RateLimitError):
+            model = self._deployments[index]
+            cause = RateLimitError(
+                f"{model.name} is cooling down for {seconds:.1f} s after a 429",
+                retry_after=seconds,
+                model=model.name,
+                provider=model.provider,
+            )
         cap = self.retry.max_wait_s if reason == "cooldown" else None
-        check_wait(reason, seconds, tries.deadline, cap, tries.last_error)
+        check_wait(reason, seconds, tries.deadline, cap, cause)
         self.status.waited(reason, seconds)
         await self._sleep(seconds)
 
@@ -450,7 +465,7 @@ class LLMClient:
             if tries.accounts:
                 self._reserve(plan, index, tries)
             if wait > 0:
-                await self._wait(tries, "cooldown", wait)
+                await self._wait(tries, "cooldown", wait, index)
             limiter = self._model_limiters[index]
             if limiter is not None:
                 permits.append(await limiter.acquire(plan.tokens))
@@ -525,6 +540,9 @@ class LLMClient:
         except LLMError as exc:
             self.status.record(Completion(finish_reason="error", error=exc))
             raise
+        except WaitRefused as refused:
+            self.status.record(Completion(finish_reason="error", error=refused.error))
+            raise refused.error from refused.error.__cause__
         finally:
             if tries.reservation is not None:
                 tries.reservation.release()
