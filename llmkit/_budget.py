@@ -8,15 +8,19 @@ nothing more is sent, and every later call fails at once with ``BudgetExceededEr
 
 A deadline is an absolute ``time.monotonic()`` instant. ``check_wait`` refuses a wait that would end after it (or,
 for a provider-imposed cooldown, one longer than ``RetryPolicy.max_wait_s``), so a ``Retry-After: 3600`` fails the
-call at once with its ``RateLimitError`` instead of parking it for an hour.
+call at once with its ``RateLimitError`` instead of parking it for an hour. ``StreamTimer`` bounds a stream's wait for
+its first chunk and the gaps between chunks.
 """
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pydantic import Field, model_validator
 
@@ -30,12 +34,14 @@ __all__ = [
     "Price",
     "Reservation",
     "Scope",
+    "StreamTimer",
     "WaitRefused",
     "check_wait",
     "deadline_at",
     "declared_cost",
 ]
 
+T = TypeVar("T")
 Price = tuple[float, float]
 """USD per (prompt token, output token)."""
 
@@ -221,3 +227,43 @@ class WaitRefused(Exception):
     def __init__(self, error: LLMError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+class StreamTimer:
+    """A stream's two clocks: the first chunk within ``first_s`` of the request, then no gap over ``stall_s``.
+
+    Either running out raises ``TimeoutError`` (retryable: the client retries it only if nothing was yielded yet);
+    the awaited read is cancelled, and the caller closes the upstream connection.
+    """
+
+    def __init__(self, first_s: float | None, stall_s: float | None, model: str) -> None:
+        self.first_s, self.stall_s, self.model = first_s, stall_s, model
+        self._start = time.monotonic()
+        self._chunks = 0
+
+    async def wait(self, step: Awaitable[T]) -> T:
+        """``step`` (the request, or the next chunk), within what is left of the current allowance."""
+        if self._chunks == 0 and self.first_s is not None:
+            limit, what = self.first_s - (time.monotonic() - self._start), f"no first chunk within {self.first_s:g} s"
+        elif self._chunks > 0 and self.stall_s is not None:
+            limit, what = self.stall_s, f"the stream stalled: no chunk for {self.stall_s:g} s"
+        else:
+            return await step
+        try:
+            async with asyncio.timeout(max(limit, 0.0)):
+                return await step
+        except builtins.TimeoutError as exc:
+            if isinstance(exc, LLMError):
+                raise
+            raise TimeoutError(f"{self.model}: {what} (after {self._chunks} chunks)", model=self.model) from None
+
+    async def chunks(self, stream: AsyncIterator[T]) -> AsyncIterator[T]:
+        """The stream's chunks, each within its allowance."""
+        iterator = aiter(stream)
+        while True:
+            try:
+                chunk = await self.wait(anext(iterator))
+            except StopAsyncIteration:
+                return
+            self._chunks += 1
+            yield chunk

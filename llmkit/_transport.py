@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _normalize
+from ._budget import StreamTimer
 from ._params import Model, RequestOptions, SamplingParams
 from ._result import Completion, StreamDelta
 from ._types import Message
@@ -123,9 +124,11 @@ class LiteLLMTransport:
         start = time.perf_counter()
         chunks = []
         logprobs: list[dict[str, Any]] = []
+        timer = StreamTimer(request.options.first_token_timeout_s, request.options.stall_timeout_s, request.model.name)
+        stream = None
         try:
-            stream = await litellm.acompletion(**kwargs)
-            async for chunk in stream:
+            stream = await timer.wait(litellm.acompletion(**kwargs))
+            async for chunk in timer.chunks(stream):
                 chunks.append(chunk)
                 data = chunk.model_dump()
                 logprobs += _normalize.chunk_logprobs(data)
@@ -134,6 +137,10 @@ class LiteLLMTransport:
             response = litellm.stream_chunk_builder(chunks, messages=request.messages)
         except Exception as exc:
             raise map_exception(exc, request.model) from exc
+        finally:
+            # On a stall, an error, or a consumer that stopped early: close the connection now, not at GC.
+            if stream is not None:
+                await stream.aclose()
         if response is None:
             raise InvalidResponseError(f"{request.model.name} sent an empty stream", model=request.model.name)
         completion = self._completion(response, request, time.perf_counter() - start)

@@ -25,7 +25,7 @@ ALLOWED = {
     "_retry": {"_params", "errors"},
     "_status": {"_result"},
     "_normalize": {"_result", "errors"},
-    "_transport": {"_normalize", "_params", "_result", "_types", "errors"},
+    "_transport": {"_budget", "_normalize", "_params", "_result", "_types", "errors"},
     "_sync": set(),
     "_budget": {"_params", "_result", "errors"},
     "local": {"_params", "errors"},

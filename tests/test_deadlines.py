@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from llmkit import LLMClient, Model, RateLimitError, RequestOptions, RetryPolicy, TimeoutError
+from llmkit import LLMClient, Model, RateLimitError, RequestOptions, RetryPolicy, StreamDelta, TimeoutError
 from llmkit.testing import FakeProvider
 
 
@@ -89,3 +90,68 @@ def test_the_progress_bar_says_what_it_waits_for(fake_provider: FakeProvider, ca
     assert results[0].ok
     err = capsys.readouterr().err
     assert "waiting=cooldown" in err
+
+
+# -- streams: first-chunk and stall timeouts, and the upstream connection closed ------------------------------------
+
+
+async def _disconnects(fake: FakeProvider, expected: int, within_s: float = 2.0) -> int:
+    """The fake's disconnect count once it reaches ``expected`` (it polls its connections every 20 ms)."""
+    end = time.monotonic() + within_s
+    while fake.disconnects < expected and time.monotonic() < end:
+        await asyncio.sleep(0.02)
+    return fake.disconnects
+
+
+async def test_a_stream_that_stalls_after_3_chunks_raises_within_the_stall_timeout(fake_provider: FakeProvider) -> None:
+    client = _client(fake_provider)
+    options = RequestOptions(stall_timeout_s=1.0)
+    deltas: list[StreamDelta] = []
+    last = time.monotonic()
+    with pytest.raises(TimeoutError, match="stalled: no chunk for 1 s") as caught:
+        async for item in client.astream("[[stall_after:3]] one two three four five six", options=options):
+            assert isinstance(item, StreamDelta)
+            deltas.append(item)
+            last = time.monotonic()
+    assert time.monotonic() - last < 1.0 + 0.5
+    assert deltas and caught.value.retryable  # a timeout is retryable, but text was yielded: it raised instead
+    assert fake_provider.count == 1
+    assert await _disconnects(fake_provider, 1) == 1
+
+
+async def test_no_first_chunk_in_time_is_retried_like_any_timeout(fake_provider: FakeProvider) -> None:
+    client = _client(fake_provider, retry=RetryPolicy(max_attempts=2, initial_backoff_s=0))
+    options = RequestOptions(first_token_timeout_s=0.5)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="no first chunk within 0.5 s"):
+        async for _ in client.astream("[[stall_after:0]] silent", options=options):
+            pytest.fail("nothing was streamed")
+    assert time.monotonic() - start < 2 * 0.5 + 1.0
+    assert fake_provider.count == 2  # retried once: nothing had been yielded
+    assert await _disconnects(fake_provider, 2) == 2
+
+
+async def test_a_consumer_that_stops_early_closes_the_connection(fake_provider: FakeProvider) -> None:
+    client = _client(fake_provider)
+    async for item in client.astream("[[stall_after:3]] one two three four five six"):
+        assert isinstance(item, StreamDelta)
+        break
+    assert await _disconnects(fake_provider, 1) == 1
+
+
+def test_a_sync_consumer_that_stops_early_closes_the_connection(fake_provider: FakeProvider) -> None:
+    client = _client(fake_provider)
+    for _ in client.stream("[[stall_after:3]] one two three four five six"):
+        break
+    end = time.monotonic() + 2
+    while fake_provider.disconnects < 1 and time.monotonic() < end:
+        time.sleep(0.02)
+    assert fake_provider.disconnects == 1
+
+
+async def test_a_stream_within_its_timeouts_is_untouched(fake_provider: FakeProvider) -> None:
+    client = _client(fake_provider)
+    options = RequestOptions(first_token_timeout_s=5, stall_timeout_s=5)
+    items = [item async for item in client.astream("one two three", options=options)]
+    assert items[-1].text == "".join(i.text or "" for i in items[:-1] if isinstance(i, StreamDelta))
+    assert fake_provider.disconnects == 0

@@ -49,7 +49,7 @@ SMALL_CONTEXT_LIMIT = 50
 # A fixed secret (not per process) so a thinking block signed by one FakeProvider, cached on disk and replayed
 # to another one later, still verifies, as real Anthropic signatures do.
 _THINKING_SECRET = b"llmkit.testing.FakeProvider thinking signature v1"
-_DIRECTIVE = re.compile(r"\[\[(fail_once|fail|reset|invalid_json|sleep|filter)(?::([^\]]*))?\]\]")
+_DIRECTIVE = re.compile(r"\[\[(fail_once|fail|reset|invalid_json|sleep|filter|stall_after)(?::([^\]]*))?\]\]")
 _QUOTED = re.compile(r"(?<!\w)'([^'\n]+?)'(?!\w)|(?<!\w)\"([^\"\n]+?)\"(?!\w)")
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
 _ALTERNATIVES = ("the", " a", " and", " of", " to", " is", " in", " it", " that", " was", " for", " on")
@@ -95,11 +95,13 @@ class Directives:
     invalid_json: bool = False
     sleep_s: float = 0.0
     filter: bool = False
+    stall_after: int | None = None
+    """Stream this many frames, then send nothing more until the client hangs up."""
 
 
 def parse_directives(text: str) -> Directives:
     """Read `[[fail:500]]`, `[[fail:429:2.5]]`, `[[fail_once:500]]`, `[[reset]]`, `[[invalid_json]]`,
-    `[[sleep:1.5]]`, `[[filter]]`."""
+    `[[sleep:1.5]]`, `[[filter]]`, `[[stall_after:3]]`."""
     found: dict[str, Any] = {}
     for name, arg in _DIRECTIVE.findall(text):
         try:
@@ -108,6 +110,8 @@ def parse_directives(text: str) -> Directives:
                 found[name] = (int(status), float(retry_after) if retry_after else None)
             elif name == "sleep":
                 found["sleep_s"] = float(arg or 0)
+            elif name == "stall_after":
+                found["stall_after"] = int(arg or 0)
             else:
                 found[name] = True
         except ValueError:

@@ -94,6 +94,7 @@ class FakeProvider:
         self._rpm: float | None = None
         self._buckets: dict[str, tuple[float, float]] = {}
         self._seen: set[str] = set()
+        self._disconnects = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> FakeProvider:
@@ -183,6 +184,12 @@ class FakeProvider:
         with self._lock:
             return len(self._requests)
 
+    @property
+    def disconnects(self) -> int:
+        """Streams the client hung up on before the server finished sending them."""
+        with self._lock:
+            return self._disconnects
+
     def count_for(self, provider: str | None = None, model: str | None = None) -> int:
         """Requests for one provider and/or model name (as sent on the wire, without LiteLLM's prefix)."""
         with self._lock:
@@ -205,6 +212,7 @@ class FakeProvider:
             self._rpm = None
             self._buckets.clear()
             self._seen.clear()
+            self._disconnects = 0
 
     def fail_next(
         self,
@@ -407,7 +415,26 @@ class FakeProvider:
             return web.json_response(wire.render(prompt, reply, meta, body))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
-        for frame in wire.render_stream(prompt, reply, meta, body):
+        for number, frame in enumerate(wire.render_stream(prompt, reply, meta, body)):
+            if number == directives.stall_after:
+                await self._stall(request)
+                return response
             await response.write(frame.encode())
         await response.write_eof()
         return response
+
+    async def _stall(self, request: web.Request, longest_s: float = 120.0) -> None:
+        """Send nothing until the client closes the connection (counted in ``disconnects``), or ``longest_s``."""
+        try:
+            for _ in range(int(longest_s / 0.02)):
+                if request.transport is None or request.transport.is_closing():
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                return
+        except asyncio.CancelledError:  # aiohttp may cancel a handler whose client went away
+            with self._lock:
+                self._disconnects += 1
+            raise
+        with self._lock:
+            self._disconnects += 1
