@@ -16,6 +16,7 @@ from ._fingerprint import fingerprint
 from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
 from ._result import Completion, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
 from ._status import StatusTracker
+from ._trace import AttemptFailed, AttemptStarted, CacheHit, CallCompleted, Hooks, Tracer, WaitStarted
 from .errors import (
     AuthenticationError,
     BadRequestError,
@@ -40,16 +41,21 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttemptFailed",
+    "AttemptStarted",
     "AuthenticationError",
     "BadRequestError",
     "Budget",
     "BudgetExceededError",
+    "CacheHit",
+    "CallCompleted",
     "ChatLLMKit",
     "Completion",
     "ConfigError",
     "ContentFilterError",
     "ContextWindowExceededError",
     "FakeProvider",
+    "Hooks",
     "InvalidResponseError",
     "LLMClient",
     "LLMError",
@@ -71,8 +77,10 @@ __all__ = [
     "ToolCall",
     "ToolCallChunk",
     "TopLogprob",
+    "Tracer",
     "UnsupportedFeatureError",
     "Usage",
+    "WaitStarted",
     "errors",
     "fingerprint",
     "merge",

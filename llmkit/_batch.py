@@ -21,7 +21,7 @@ from ._types import MessagesInput
 from .errors import LLMError
 
 if TYPE_CHECKING:
-    from ._client import LLMClient
+    from ._client import LLMClient, _Plan
 
 __all__ = ["abatch", "as_completed"]
 
@@ -132,7 +132,8 @@ async def as_completed(
     scope = Scope.of(budget, deadline_s) if budget is not None or deadline_s is not None else None
     progress = _Progress(client, total, show_progress, scope)
     source = enumerate(prompts)
-    waiting: dict[asyncio.Task[Completion], list[int]] = {}
+    # Each task's prompts: (index, metadata); a repeat shares the answer but keeps its own metadata.
+    waiting: dict[asyncio.Task[Completion], list[tuple[int, dict[str, Any] | None]]] = {}
     by_key: dict[tuple[str, ...], asyncio.Task[Completion]] = {}
     key_of: dict[asyncio.Task[Completion], tuple[str, ...]] = {}
     # Without a cache, recent answers are kept so a nearby repeat in this batch is not sent again.
@@ -170,7 +171,7 @@ async def as_completed(
                 key = tuple(plan.fingerprints.values())
                 if finished is not None and key in finished:
                     finished.move_to_end(key)
-                    yield emit(index, finished[key])
+                    yield emit(index, _with_metadata(finished[key], _metadata(plan)))
                     continue
                 task = by_key.get(key)
                 if task is None:
@@ -179,7 +180,7 @@ async def as_completed(
                     by_key[key] = task
                     key_of[task] = key
                     waiting[task] = []
-                waiting[task].append(index)
+                waiting[task].append((index, _metadata(plan)))
             if not waiting:
                 return
             task = await progress.next_done(done, errors)
@@ -188,14 +189,23 @@ async def as_completed(
             completion = task.result()
             if finished is not None and completion.ok:
                 _remember(finished, key, completion)
-            for index in waiting.pop(task):
-                yield emit(index, completion)
+            for index, metadata in waiting.pop(task):
+                yield emit(index, _with_metadata(completion, metadata))
     finally:
         for task in waiting:
             task.cancel()
         if waiting:
             await asyncio.gather(*waiting, return_exceptions=True)
         progress.close(errors)
+
+
+def _metadata(plan: _Plan) -> dict[str, Any] | None:
+    return next(iter(plan.requests.values())).options.metadata
+
+
+def _with_metadata(completion: Completion, metadata: dict[str, Any] | None) -> Completion:
+    """The shared answer with this prompt's own ``RequestOptions.metadata``."""
+    return completion if completion.metadata == metadata else completion.model_copy(update={"metadata": metadata})
 
 
 def _remember(finished: OrderedDict[tuple[str, ...], Completion], key: tuple[str, ...], answer: Completion) -> None:

@@ -20,7 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import Completion, ConfigError, LLMClient, Model, Prompt, RateLimits, ResponseCache, RetryPolicy, SamplingParams
+from . import (
+    Completion,
+    ConfigError,
+    LLMClient,
+    Model,
+    Prompt,
+    RateLimits,
+    RequestOptions,
+    ResponseCache,
+    RetryPolicy,
+    SamplingParams,
+)
 from ._budget import Budget
 from ._settings import CacheConfig, LLMKitSettings, PoolConfig, did_you_mean, find_config, load_config, searched_places
 from .errors import redact
@@ -46,7 +57,7 @@ OFFLINE_POOL = PoolConfig(models=[Model("openai/gpt-4o-mini", weight=3), Model("
 OFFLINE_KEY = "llmkit-offline"  # any key but 'invalid-key' is accepted by the fake provider
 # With no config and no --model, --local starts from this pool; _backend swaps its model for the running server's.
 LOCAL_POOL = PoolConfig(models=[Model("openai/smollm2")])
-LINE_KEYS = ("id", "prompt", "messages", "sampling")
+LINE_KEYS = ("id", "prompt", "messages", "sampling", "metadata")
 # An output line: the input's id, then these fields of the Completion, then logprobs when there are any.
 _RESULT_FIELDS = (
     "text",
@@ -223,8 +234,14 @@ def _parse_line(text: str, number: int) -> tuple[str | int, Prompt]:
     sampling = data.get("sampling")
     if sampling is not None and not isinstance(sampling, dict):
         raise _BadLine(f"'sampling' must be an object, got {type(sampling).__name__}")
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise _BadLine(f"'metadata' must be an object, got {type(metadata).__name__}")
+    options = RequestOptions(metadata=metadata) if metadata is not None else None
     try:
-        return line_id, Prompt(messages=messages, sampling=SamplingParams(**sampling) if sampling else None)
+        return line_id, Prompt(
+            messages=messages, sampling=SamplingParams(**sampling) if sampling else None, options=options
+        )
     except ConfigError as exc:
         raise _BadLine(str(exc)) from None
 
@@ -287,6 +304,8 @@ def _record(line_id: str | int, completion: Completion, secrets: tuple[str, ...]
         record[key] = data[key]
     if completion.logprobs is not None:
         record["logprobs"] = data["logprobs"]
+    if completion.metadata is not None:  # the input line's own, back as it came
+        record["metadata"] = completion.metadata
     if record["error"] is not None:
         record["error"]["message"] = redact(record["error"]["message"], secrets)
     return record

@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from . import _batch, _sync
 from ._budget import Account, Budget, Reservation, Scope, WaitRefused, check_wait, deadline_at, declared_cost
@@ -27,6 +28,17 @@ from ._result import Completion, StreamDelta, ToolCallChunk
 from ._retry import out_of_attempts, retrying, wait_s
 from ._router import Router
 from ._status import StatusTracker
+from ._trace import (
+    AttemptFailed,
+    AttemptStarted,
+    CacheHit,
+    CallCompleted,
+    Decision,
+    Hooks,
+    HookSet,
+    Tracer,
+    WaitStarted,
+)
 from ._transport import LiteLLMTransport, Request, Transport, model_price
 from ._types import Message, MessagesInput
 from .errors import (
@@ -66,6 +78,11 @@ class _Tries:
     accounts: tuple[Account, ...] = ()
     reservation: Reservation | None = None
     last_error: LLMError | None = None
+    # Only with hooks: the ids and timings their events carry.
+    call_id: str = ""
+    metadata: dict[str, Any] | None = None
+    request: Request | None = None
+    attempt_start: float = 0.0
 
     @property
     def charged(self) -> int:
@@ -134,6 +151,7 @@ class LLMClient:
     sampling overrides it; a model's ``sampling`` is the lowest layer). ``cache``: a ``ResponseCache`` or a directory,
     None for no cache. ``context_window_fallbacks``: models tried in order, only for a prompt that a pool model
     refused as too long. ``budget``: the most this client may ever spend (``Budget``); a batch may add its own.
+    ``hooks``: ``Hooks`` (a ``Tracer`` among them) told of every attempt, answer, cache hit and wait.
     ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
     """
 
@@ -147,6 +165,7 @@ class LLMClient:
         cache: ResponseCache | str | os.PathLike[str] | None = None,
         context_window_fallbacks: Model | str | Sequence[Model | str] | None = None,
         budget: Budget | None = None,
+        hooks: Hooks | Sequence[Hooks] | None = None,
         transport: Transport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -161,6 +180,7 @@ class LLMClient:
         self.retry = retry or RetryPolicy()
         self.cache = _as_cache(cache)
         self.status = StatusTracker()
+        self._hooks = HookSet(hooks)
         self.budget = budget
         self._account = Account(budget) if budget is not None else None
         self._transport = transport or LiteLLMTransport()
@@ -183,7 +203,12 @@ class LLMClient:
     def _new_limiter(self, limits: RateLimits | None, clock: Callable[[], float]) -> RateLimiter | None:
         if limits is None:
             return None
-        return RateLimiter(limits, clock=clock, sleep=self._sleep, on_wait=self.status.waited)
+        return RateLimiter(limits, clock=clock, sleep=self._sleep, on_wait=self._limit_wait)
+
+    def _limit_wait(self, limit: str, seconds: float) -> None:
+        self.status.waited(limit, seconds)
+        if self._hooks:
+            self._hooks.emit("wait_started", WaitStarted(limit, seconds, None, None))
 
     def __repr__(self) -> str:
         cache = self.cache.path if self.cache is not None else None
@@ -324,7 +349,12 @@ class LLMClient:
             return None
         hit = self.cache.get(list(dict.fromkeys(plan.fingerprints.values())))
         if hit is not None:
+            metadata = next(iter(plan.requests.values())).options.metadata
+            if hit.metadata != metadata:  # not part of the cache key: the answer carries this call's own
+                hit = hit.model_copy(update={"metadata": metadata})
             self.status.record(hit)
+            if self._hooks:
+                self._hooks.emit("cache_hit", CacheHit(hit, metadata))
         return hit
 
     def _store(self, plan: _Plan, index: int | None, completion: Completion) -> None:
@@ -346,9 +376,18 @@ class LLMClient:
         finally:
             if tries.reservation is not None:
                 tries.reservation.release()
-        completion = completion.model_copy(update={"attempts": tries.total, "latency_s": time.perf_counter() - start})
+        completion = completion.model_copy(
+            update={"attempts": tries.total, "latency_s": time.perf_counter() - start, "metadata": tries.metadata}
+        )
         self._store(plan, index, completion)
+        self._finished(tries, index, completion)
         return completion
+
+    def _finished(self, tries: _Tries, index: int | None, completion: Completion) -> None:
+        if self._hooks:
+            request = tries.request if completion.ok else None
+            fallback = index is not None and index >= len(self.models)
+            self._hooks.emit("completed", CallCompleted(tries.call_id, completion, request, fallback, tries.metadata))
 
     def _tries(self, plan: _Plan, scope: Scope | None = None) -> _Tries:
         """A call's state, with the budgets and the deadline that bound it (the client's, the call's, the batch's)."""
@@ -356,7 +395,12 @@ class LLMClient:
         accounts: tuple[Account, ...] = (self._account,) if self._account is not None else ()
         if scope is not None:
             accounts += scope.accounts
-        return _Tries(deadline=deadline_at(options.deadline_s, scope.deadline if scope else None), accounts=accounts)
+        return _Tries(
+            deadline=deadline_at(options.deadline_s, scope.deadline if scope else None),
+            accounts=accounts,
+            metadata=options.metadata,
+            call_id=os.urandom(8).hex() if self._hooks else "",
+        )
 
     async def _within_deadline(self, call: Awaitable[tuple[int, Completion]], tries: _Tries) -> tuple[int, Completion]:
         """The call, cut off at its deadline: attempts in flight are cancelled (their connections closed)."""
@@ -392,6 +436,9 @@ class LLMClient:
             )
         cap = self.retry.max_wait_s if reason == "cooldown" else None
         check_wait(reason, seconds, tries.deadline, cap, cause)
+        if self._hooks and seconds > 0:
+            name = self._deployments[index].name if index is not None else None
+            self._hooks.emit("wait_started", WaitStarted(reason, seconds, name, tries.call_id))
         self.status.waited(reason, seconds)
         await self._sleep(seconds)
 
@@ -478,7 +525,14 @@ class LLMClient:
         if tries.count > 1:
             self.status.add("retried")
         self.status.add("requests_sent")
+        if self._hooks:
+            self._started(plan, index, tries)
         return index, permits
+
+    def _started(self, plan: _Plan, index: int, tries: _Tries) -> None:
+        tries.request, tries.attempt_start = plan.requests[index], time.perf_counter()
+        event = AttemptStarted(tries.call_id, tries.total, tries.request, index >= len(self.models), tries.metadata)
+        self._hooks.emit("attempt_started", event)
 
     async def _attempt(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
         index, permits = await self._acquire(plan, tries)
@@ -509,6 +563,24 @@ class LLMClient:
             tries.reservation.release()
         if isinstance(exc, RateLimitError):
             self.status.add("rate_limited")
+        if self._hooks and tries.request is not None:
+            self._hooks.emit("attempt_failed", self._failure(index, exc, tries, tries.request))
+
+    def _failure(self, index: int, exc: LLMError, tries: _Tries, request: Request) -> AttemptFailed:
+        latency = time.perf_counter() - tries.attempt_start
+        decision = self._decision(index, exc, tries)
+        return AttemptFailed(
+            tries.call_id, tries.total, request, exc, latency, decision, index >= len(self.models), tries.metadata
+        )
+
+    def _decision(self, index: int, exc: LLMError, tries: _Tries) -> Decision:
+        """What follows a failed attempt, as ``_routed`` and ``_attempts`` will decide it (for hooks and traces)."""
+        if isinstance(exc, _NEXT_FALLBACK) and index < len(self._deployments) - 1 and self.context_window_fallbacks:
+            if index >= len(self.models) or isinstance(exc, ContextWindowExceededError):
+                return "fallback"
+        if exc.retryable and not out_of_attempts(self.retry, tries.count, tries.charged):
+            return "retry"
+        return "give up"
 
     async def _stream(self, plan: _Plan) -> AsyncIterator[StreamDelta | Completion]:
         """``_routed`` for a stream: every refusal that moves on to a fallback comes before the first delta."""
@@ -538,14 +610,19 @@ class LLMClient:
                     refusal = _next_fallback(exc, refusal)
             raise refusal
         except LLMError as exc:
-            self.status.record(Completion(finish_reason="error", error=exc))
+            self._stream_failed(tries, exc)
             raise
         except WaitRefused as refused:
-            self.status.record(Completion(finish_reason="error", error=refused.error))
+            self._stream_failed(tries, refused.error)
             raise refused.error from refused.error.__cause__
         finally:
             if tries.reservation is not None:
                 tries.reservation.release()
+
+    def _stream_failed(self, tries: _Tries, exc: LLMError) -> None:
+        completion = Completion(finish_reason="error", error=exc, model=exc.model, metadata=tries.metadata)
+        self.status.record(completion)
+        self._finished(tries, None, completion.model_copy(update={"attempts": tries.total}))
 
     async def _stream_attempts(self, plan: _Plan, tries: _Tries) -> AsyncIterator[StreamDelta | Completion]:
         """Attempts for a stream: the same waits as ``retrying``, but none once a delta has been yielded."""
@@ -570,9 +647,10 @@ class LLMClient:
                 if isinstance(item, Completion):
                     used = item.usage.total_tokens or None
                     item = item.model_copy(update={"attempts": tries.total, "latency_s": time.perf_counter() - start})
-                    item = self._settled(index, item, tries)
+                    item = self._settled(index, item, tries).model_copy(update={"metadata": tries.metadata})
                     self._router.on_success(index)
                     self._store(plan, index, item)
+                    self._finished(tries, index, item)
                 yield item
         except LLMError as exc:
             self._failed(index, exc, tries)
@@ -588,9 +666,12 @@ class LLMClient:
     as_completed = _batch.as_completed
 
     def close(self) -> None:
-        """Close the cache's files (the client is unusable for cached calls afterwards)."""
+        """Close the cache's files (the client is unusable for cached calls afterwards) and the trace files."""
         if self.cache is not None:
             self.cache.close()
+        for hook in self._hooks.hooks:
+            if isinstance(hook, Tracer):
+                hook.close()
 
     def __enter__(self) -> LLMClient:
         return self

@@ -40,7 +40,7 @@ from .errors import (
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["LiteLLMTransport", "Request", "Transport", "map_exception", "model_price"]
+__all__ = ["LiteLLMTransport", "Request", "Transport", "map_exception", "model_price", "request_fields"]
 
 logger = logging.getLogger("llmkit")
 
@@ -301,6 +301,16 @@ def _cost(response: Any) -> float | None:
     return float(cost) if cost else None
 
 
+def request_fields(request: Request) -> dict[str, Any]:
+    """The request as llmkit hands it to LiteLLM (model, messages, parameters, api_base), minus the key (traces)."""
+    try:
+        kwargs = LiteLLMTransport()._kwargs(request)
+    except LLMError:
+        kwargs = {"model": request.model.name, "messages": request.messages}
+    kwargs.pop("api_key", None)
+    return kwargs
+
+
 def model_price(model: Model) -> tuple[float, float] | None:
     """LiteLLM's USD per (prompt token, output token) for this model; None when it has no price for it."""
     return _price(model.name)
@@ -316,9 +326,25 @@ def _price(name: str) -> tuple[float, float] | None:
     return (float(prompt), float(output)) if prompt is not None and output is not None else None
 
 
+def _headers(exc: BaseException) -> Any:
+    """LiteLLM keeps an error's headers in ``litellm_response_headers``, not in ``exc.response.headers``."""
+    return getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+
+
+# OpenAI and most OpenAI-compatible servers send x-request-id; Anthropic request-id; Google x-goog-request-id.
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "llm_provider-x-request-id")
+
+
+def _request_id(exc: BaseException) -> str | None:
+    """The provider's id for the failed request, to quote to its support; None when it sent none."""
+    headers = _headers(exc)
+    if not headers:
+        return None
+    return next((str(headers[name]) for name in _REQUEST_ID_HEADERS if headers.get(name)), None)
+
+
 def _retry_after(exc: Exception) -> float | None:
-    """LiteLLM keeps a 429's headers in ``litellm_response_headers``, not in ``exc.response.headers``."""
-    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+    headers = _headers(exc)
     if not headers:
         return None
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
@@ -345,7 +371,12 @@ def map_exception(exc: BaseException, model: Model) -> LLMError:
     secrets = [model.api_key.get_secret_value()] if model.api_key else []
     status = getattr(exc, "status_code", None)
     text = redact(str(exc), secrets)[:1000]
-    fields: dict[str, Any] = {"model": model.name, "provider": model.provider, "status": status}
+    fields: dict[str, Any] = {
+        "model": model.name,
+        "provider": model.provider,
+        "status": status,
+        "request_id": _request_id(exc),
+    }
     table: list[tuple[type[BaseException], type[LLMError]]] = [
         (litellm.ContextWindowExceededError, ContextWindowExceededError),
         (litellm.ContentPolicyViolationError, ContentFilterError),

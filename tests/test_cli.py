@@ -198,7 +198,8 @@ def test_bad_lines_are_reported_with_their_numbers_and_skipped(
     code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--offline")
     assert code == 1  # a skipped line is a prompt that did not run
     assert (
-        f"{path}:3: unknown key 'promt' (did you mean 'prompt'?); allowed: id, prompt, messages, sampling (skipped)"
+        f"{path}:3: unknown key 'promt' (did you mean 'prompt'?); allowed: id, prompt, messages, sampling, metadata "
+        "(skipped)"
         in err
     )
     assert f"{path}:4: not valid JSON (Expecting value at column 1) (skipped)" in err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import math
 import random
@@ -95,6 +96,7 @@ class FakeProvider:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._seen: set[str] = set()
         self._disconnects = 0
+        self._error_ids = itertools.count(1)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> FakeProvider:
@@ -327,10 +329,10 @@ class FakeProvider:
     ) -> web.Response:
         if kind == "status":  # an injected 401/404/429 looks like the real one, so clients classify it alike
             kind = {401: "auth", 404: "not_found", 429: "rate_limit"}.get(status, kind)
-        headers = {}
+        headers = {"x-request-id": f"req_fake_{next(self._error_ids)}"}  # as OpenAI's; LLMError.request_id reads it
         if retry_after is not None:
             ms = math.ceil(retry_after * 1000)
-            headers = {"retry-after": _seconds(ms / 1000), "retry-after-ms": str(ms)}
+            headers.update({"retry-after": _seconds(ms / 1000), "retry-after-ms": str(ms)})
         body = wire.error(status, kind, model=model, prompt_tokens=prompt_tokens, message=message)
         return web.json_response(body, status=status, headers=headers)
 
