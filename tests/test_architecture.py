@@ -29,6 +29,7 @@ ALLOWED = {
     "_sync": set(),
     "_budget": {"_params", "_result", "errors"},
     "_trace": {"_result", "_transport", "errors"},
+    "otel": {"_params", "_result", "_trace", "errors"},
     "local": {"_params", "errors"},
     "_settings": {"_cache", "_client", "_params", "errors"},
     "_batch": {"_budget", "_client", "_params", "_result", "_types", "errors"},
@@ -90,7 +91,7 @@ def test_only_the_transport_imports_litellm() -> None:
 def test_import_llmkit_stays_light() -> None:
     code = (
         "import sys, llmkit; "
-        "heavy = [m for m in ('litellm', 'langchain_core', 'aiohttp', 'openai') if m in sys.modules];"
+        "heavy = [m for m in ('litellm', 'langchain_core', 'aiohttp', 'openai', 'opentelemetry') if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
