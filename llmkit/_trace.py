@@ -142,15 +142,32 @@ _SECRET_NAMES = ("api_key", "api-key", "apikey", "authorization", "token", "secr
 _ENV_SECRET_SUFFIXES = ("_API_KEY", "_KEY", "_TOKEN", "_SECRET")
 
 
-def _env_secrets() -> list[str]:
-    """Provider keys in the environment (OPENAI_API_KEY and the like): LiteLLM sends them when no key is given."""
-    return [v for k, v in os.environ.items() if k.upper().endswith(_ENV_SECRET_SUFFIXES) and len(v) >= 6]
+class _EnvSecrets:
+    """Provider keys in the environment (OPENAI_API_KEY and the like): LiteLLM sends them when no key is given.
+
+    Scanning every variable costs ~80 µs, so the names are rescanned only when the number of variables changes;
+    their values are read on every call (a key replaced in place is still masked).
+    """
+
+    def __init__(self) -> None:
+        self._size = -1
+        self._names: tuple[str, ...] = ()
+
+    def __call__(self) -> list[str]:
+        if len(os.environ) != self._size:
+            self._size = len(os.environ)
+            self._names = tuple(k for k in os.environ if k.upper().endswith(_ENV_SECRET_SUFFIXES))
+        return [value for name in self._names if len(value := os.environ.get(name, "")) >= 6]
+
+
+_env_secrets = _EnvSecrets()
 
 
 def _scrub(value: Any, secrets: list[str]) -> Any:
     """Keys, auth headers and tokens removed by field name, and every secret by value, at any depth."""
     if isinstance(value, str):
-        return redact(value, secrets)
+        # redact() masks a secret and anything starting with its first 8 characters; most strings contain neither.
+        return redact(value, secrets) if any(s[:8] in value for s in secrets) else value
     if isinstance(value, dict):
         return {
             k: "***" if isinstance(v, str) and any(s in str(k).lower() for s in _SECRET_NAMES) else _scrub(v, secrets)
