@@ -2,6 +2,7 @@
 
     python tests/benchmarks/bench_trace.py                 # 7 alternating repetitions of 400 calls per variant
     python tests/benchmarks/bench_trace.py --calls 200 --reps 3
+    python tests/benchmarks/bench_trace.py --only pipeline          # llmkit alone, over an in-process transport
 
 Variants, run in rotating order inside each repetition so machine noise spreads over all of them:
 
@@ -18,6 +19,10 @@ of the repetitions, and min-max), the ratio to ``off``, and garbage-collector ti
 End to end, LiteLLM's ~5 ms of CPU per call swamps the tracer's share in machine noise, so a second table times the
 tracer alone: the events of one answered call (``completed`` with a real response) and one failed attempt, fed to
 a ``Tracer`` many times over, with the same alternation.
+
+``--only pipeline`` times llmkit's own pipeline per call (cache miss, routing, retry bookkeeping, result) over an
+in-process transport that answers at once: no HTTP, no LiteLLM. With ``PYTHONPATH`` pointed at an older tree that has
+no hooks, only ``off`` runs, which is how "tracing off costs nothing" was checked against the tree before it.
 """
 
 from __future__ import annotations
@@ -158,12 +163,67 @@ async def main(calls: int, reps: int) -> None:
     print(f"\nTrace files: {trace_lines:,} lines, {trace_bytes / max(trace_lines, 1):.0f} bytes per line on average.")
 
 
+class _Instant:
+    """A transport that answers every request at once with the same completion: llmkit's pipeline alone."""
+
+    def __init__(self) -> None:
+        from llmkit import Completion, Usage
+
+        self._answer = Completion(text="ok", finish_reason="stop", usage=Usage(input_tokens=5, output_tokens=2))
+
+    def check(self, request: Any) -> None:
+        pass
+
+    async def acomplete(self, request: Any) -> Any:
+        return self._answer
+
+    def astream(self, request: Any) -> Any:
+        raise NotImplementedError
+
+
+def pipeline(reps: int, calls: int = 20_000) -> None:
+    """CPU per call of llmkit's pipeline with hooks off, a no-op hook and a Tracer (when this tree has them)."""
+    import llmkit
+    from llmkit import LLMClient
+
+    section("llmkit's pipeline alone: CPU per call")
+    print(f"llmkit from {Path(llmkit.__file__).parent}; {calls:,} sequential calls per sample")
+    variants = ["off"] + (["noop-hook", "tracer"] if hasattr(llmkit, "Hooks") else [])
+    samples: dict[str, list[float]] = {v: [] for v in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(reps):
+            for variant in variants[rep % len(variants) :] + variants[: rep % len(variants)]:
+                hooks: Any = None
+                if variant == "noop-hook":
+                    hooks = llmkit.Hooks()  # type: ignore[attr-defined]
+                elif variant == "tracer":
+                    hooks = llmkit.Tracer(Path(tmp) / f"t{rep}")  # type: ignore[attr-defined]
+                extra = {"hooks": hooks} if hooks is not None else {}
+                client = LLMClient("openai/gpt-4o-mini", transport=_Instant(), **extra)
+
+                async def run(client: Any = client) -> None:
+                    for i in range(calls):
+                        await client.acomplete(f"prompt {i}")
+
+                with timed() as timing:
+                    asyncio.run(run())
+                samples[variant].append(timing.cpu_s / calls * 1e6)
+    rows = [
+        (v, f"{median(s):.1f}", f"{min(s):.1f}-{max(s):.1f}", f"{median(s) / median(samples['off']):.3f}")
+        for v, s in samples.items()
+    ]
+    print(markdown_table(("variant", "CPU µs/call (median)", "min-max", "ratio to off"), rows))
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--only", choices=("e2e", "pipeline"))
     args = parser.parse_args()
+    if args.only == "pipeline":
+        pipeline(args.reps)
+        raise SystemExit(0)
     asyncio.run(main(args.calls, args.reps))
     section("The Tracer alone: CPU per event")
     with tempfile.TemporaryDirectory() as tmp:
