@@ -178,3 +178,24 @@ def test_deadline_and_stream_timeouts_stay_out_of_the_cache_key() -> None:
     plain = fingerprint("hi", model="m")
     timed = RequestOptions(deadline_s=5, first_token_timeout_s=1, stall_timeout_s=1)
     assert fingerprint("hi", model="m", options=timed) == plain
+
+
+def test_the_progress_bar_says_the_budget_stopped_sending(
+    fake_provider: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = LLMClient(_model(fake_provider), sampling=SamplingParams(max_tokens=10))
+    results = client.batch(["a", "b", "c"], budget=Budget(max_tokens=15), max_in_flight=1, show_progress=True)
+    assert results[0].ok and isinstance(results[-1].error, BudgetExceededError)
+    assert "BUDGET SPENT: sending stopped" in capsys.readouterr().err
+
+
+def test_cli_deadline_fails_what_is_not_answered_in_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "in.jsonl").write_text('{"id": "quick", "prompt": "hi"}\n{"id": "slow", "prompt": "[[sleep:30]] hi"}\n')
+    argv = ["run", "in.jsonl", "-o", "out.jsonl", "--offline", "--no-progress", "--deadline", "2"]
+    code = main(argv)
+    err = capsys.readouterr().err
+    out = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert code == 1
+    assert out["quick"]["error"] is None
+    assert out["slow"]["error"]["type"] == "TimeoutError" and "deadline" in out["slow"]["error"]["message"]
+    assert "1 failed with TimeoutError" in err
