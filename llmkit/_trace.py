@@ -138,7 +138,15 @@ class HookSet:
                 logger.exception("llmkit hook %s.%s raised; ignored", type(hook).__name__, name)
 
 
-_SECRET_NAMES = ("api_key", "api-key", "apikey", "authorization", "token", "secret", "password", "key")
+# Field names whose string values are credentials: the key parameters and auth headers of the providers LiteLLM
+# reaches. Not "token" alone: logprobs entries have a "token" field that is generated text.
+_SECRET_NAMES = frozenset({"authorization", "proxy-authorization", "cookie", "password"})
+_SECRET_NAME_ENDINGS = ("api_key", "api-key", "apikey", "_secret", "-secret", "_token", "-token", "-key", "_key")
+
+
+def _secret_name(name: object) -> bool:
+    lowered = str(name).lower()
+    return lowered in _SECRET_NAMES or lowered.endswith(_SECRET_NAME_ENDINGS)
 _ENV_SECRET_SUFFIXES = ("_API_KEY", "_KEY", "_TOKEN", "_SECRET")
 
 
@@ -170,7 +178,7 @@ def _scrub(value: Any, secrets: list[str]) -> Any:
         return redact(value, secrets) if any(s[:8] in value for s in secrets) else value
     if isinstance(value, dict):
         return {
-            k: "***" if isinstance(v, str) and any(s in str(k).lower() for s in _SECRET_NAMES) else _scrub(v, secrets)
+            k: "***" if isinstance(v, str) and _secret_name(k) else _scrub(v, secrets)
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):

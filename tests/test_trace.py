@@ -19,6 +19,7 @@ from llmkit import (
     ProviderError,
     RequestOptions,
     RetryPolicy,
+    SamplingParams,
     Tracer,
     WaitStarted,
 )
@@ -168,3 +169,20 @@ def test_llmkit_run_output_lines_carry_the_input_metadata(tmp_path: Path, capsys
     assert code == 0, capsys.readouterr().err
     out = {r["id"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
     assert out["a"]["metadata"] == {"shard": 7} and "metadata" not in out["b"]
+
+
+async def test_auth_headers_are_redacted_by_name_and_logprob_tokens_are_kept(fake_provider: FakeProvider) -> None:
+    got: list[dict] = []
+    model = Model(
+        "openai/gpt-4o-mini",
+        api_base=fake_provider.api_base("openai"),
+        api_key="sk-fake-headers",
+        provider_options={"extra_headers": {"Authorization": "Bearer hdr-marker-31c7"}},
+    )
+    client = LLMClient(model, hooks=Tracer(callback=got.append))
+    await client.acomplete("hello", sampling=SamplingParams(logprobs=True))
+    attempt = got[0]
+    assert attempt["request"]["extra_headers"] == {"Authorization": "***"}
+    assert "hdr-marker-31c7" not in json.dumps(got)
+    tokens = [t["token"] for t in attempt["response"]["choices"][0]["logprobs"]["content"]]
+    assert "".join(tokens) and "***" not in tokens
