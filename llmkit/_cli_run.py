@@ -31,6 +31,7 @@ from . import (
     ResponseCache,
     RetryPolicy,
     SamplingParams,
+    Tracer,
 )
 from ._budget import Budget
 from ._settings import CacheConfig, LLMKitSettings, PoolConfig, did_you_mean, find_config, load_config, searched_places
@@ -458,6 +459,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             retry=retry,
             cache=cache,
             context_window_fallbacks=fallbacks,
+            hooks=_tracer(args, chosen.secrets),
         )
         with client, open(args.output, "w", encoding="utf-8") as out:
             try:
@@ -493,6 +495,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         note("interrupted: the results above are written; rerun the same command to resume from the cache")
         return EXIT_INTERRUPTED
     return EXIT_FAILED if failed or items.bad else EXIT_OK
+
+
+def _tracer(args: argparse.Namespace, secrets: tuple[str, ...]) -> Tracer | None:
+    """--trace DIR: a JSON-lines trace of every attempt, with the config's secrets masked as well."""
+    directory = getattr(args, "trace", None)
+    if directory is None:
+        return None
+    note(f"tracing every attempt to {directory}")
+    return Tracer(directory, secrets=secrets)
 
 
 def _guards(args: argparse.Namespace) -> dict[str, Any]:

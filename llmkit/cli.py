@@ -310,6 +310,7 @@ def _parser() -> argparse.ArgumentParser:
     guards.add_argument(
         "--deadline", type=_positive(float), metavar="SECONDS", help="fail what is not answered after this long"
     )
+    guards.add_argument("--trace", metavar="DIR", help="write a redacted JSON-lines trace of every attempt to DIR")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
 

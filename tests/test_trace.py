@@ -186,3 +186,23 @@ async def test_auth_headers_are_redacted_by_name_and_logprob_tokens_are_kept(fak
     assert "hdr-marker-31c7" not in json.dumps(got)
     tokens = [t["token"] for t in attempt["response"]["choices"][0]["logprobs"]["content"]]
     assert "".join(tokens) and "***" not in tokens
+
+
+def test_llmkit_run_trace_writes_redacted_lines(
+    tmp_path: Path, fake_provider: FakeProvider, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_OPENAI", fake_provider.api_base("openai"))
+    monkeypatch.setenv("OPENAI_API_KEY", ENV_MARKER)
+    (tmp_path / "llmkit.yaml").write_text(
+        "pools:\n  default:\n    models:\n"
+        "      - {name: openai/gpt-4o-mini, api_base: '${FAKE_OPENAI}', api_key: '${OPENAI_API_KEY}'}\n"
+        f"      - {{name: openai/gpt-4o-mini, api_base: '${{FAKE_OPENAI}}', api_key: {KEY_MARKER}}}\n"
+    )
+    (tmp_path / "in.jsonl").write_text('"[[fail_once:500]] first"\n"second"\n')
+    code = main(["run", "in.jsonl", "-o", "out.jsonl", "--no-progress", "--trace", "traces", "--no-cache"])
+    assert code == 0, capsys.readouterr().err
+    (trace,) = (tmp_path / "traces").iterdir()
+    text = trace.read_text()
+    assert ENV_MARKER not in text and KEY_MARKER not in text and "sk-trace" not in text
+    events = [json.loads(line)["event"] for line in text.splitlines()]
+    assert events.count("call") == 2 and events.count("attempt") == 3
