@@ -25,7 +25,7 @@ from typing import IO, Any, Literal
 
 from ._result import Completion
 from ._transport import Request, request_fields
-from .errors import LLMError, redact
+from .errors import ConfigError, LLMError, redact
 
 __all__ = [
     "AttemptFailed",
@@ -123,8 +123,6 @@ class HookSet:
         self.hooks: tuple[Hooks, ...] = (hooks,) if isinstance(hooks, Hooks) else tuple(hooks or ())
         for hook in self.hooks:
             if not isinstance(hook, Hooks):
-                from .errors import ConfigError
-
                 raise ConfigError(f"hooks must be llmkit Hooks (subclass llmkit.Hooks), got {type(hook).__name__}")
 
     def __bool__(self) -> bool:
@@ -202,8 +200,6 @@ class Tracer(Hooks):
         secrets: Iterable[str] = (),
     ) -> None:
         if directory is None and callback is None:
-            from .errors import ConfigError
-
             raise ConfigError("Tracer needs a directory, a callback or both: Tracer('traces/') or Tracer(callback=f)")
         self.max_body_bytes = max_body_bytes
         self._callback = callback
