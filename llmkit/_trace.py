@@ -145,6 +145,8 @@ _SECRET_NAME_ENDINGS = ("api_key", "api-key", "apikey", "_secret", "-secret", "_
 def _secret_name(name: object) -> bool:
     lowered = str(name).lower()
     return lowered in _SECRET_NAMES or lowered.endswith(_SECRET_NAME_ENDINGS)
+
+
 _ENV_SECRET_SUFFIXES = ("_API_KEY", "_KEY", "_TOKEN", "_SECRET")
 
 
@@ -175,10 +177,7 @@ def _scrub(value: Any, secrets: list[str]) -> Any:
         # redact() masks a secret and anything starting with its first 8 characters; most strings contain neither.
         return redact(value, secrets) if any(s[:8] in value for s in secrets) else value
     if isinstance(value, dict):
-        return {
-            k: "***" if isinstance(v, str) and _secret_name(k) else _scrub(v, secrets)
-            for k, v in value.items()
-        }
+        return {k: "***" if isinstance(v, str) and _secret_name(k) else _scrub(v, secrets) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_scrub(v, secrets) for v in value]
     return value

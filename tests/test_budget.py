@@ -35,7 +35,7 @@ def _prices(name: str = "openai/gpt-4o-mini") -> tuple[float, float]:
     return info["input_cost_per_token"], info["output_cost_per_token"]
 
 
-@pytest.mark.slow  # 2,000 prompts through the batch engine: ~5 s idle, more on a loaded machine
+@pytest.mark.slow  # 2,000 prompts through the batch engine: 20-30 s on this loaded 2-core machine
 async def test_a_cost_budget_stops_a_1000_prompt_batch_and_loses_no_answer(
     fake_provider: FakeProvider, tmp_path: Path
 ) -> None:
