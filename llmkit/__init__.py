@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import errors
+from ._budget import Budget
 from ._cache import ResponseCache
 from ._client import LLMClient
 from ._fingerprint import fingerprint
@@ -16,9 +17,11 @@ from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, Sam
 from ._provider_batch import BatchJob, BatchStatus, ProviderJobStatus
 from ._result import Completion, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
 from ._status import StatusTracker
+from ._trace import AttemptFailed, AttemptStarted, CacheHit, CallCompleted, Hooks, Tracer, WaitStarted
 from .errors import (
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ConfigError,
     ContentFilterError,
     ContextWindowExceededError,
@@ -39,16 +42,23 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttemptFailed",
+    "AttemptStarted",
     "AuthenticationError",
     "BadRequestError",
     "BatchJob",
     "BatchStatus",
+    "Budget",
+    "BudgetExceededError",
+    "CacheHit",
+    "CallCompleted",
     "ChatLLMKit",
     "Completion",
     "ConfigError",
     "ContentFilterError",
     "ContextWindowExceededError",
     "FakeProvider",
+    "Hooks",
     "InvalidResponseError",
     "LLMClient",
     "LLMError",
@@ -71,8 +81,10 @@ __all__ = [
     "ToolCall",
     "ToolCallChunk",
     "TopLogprob",
+    "Tracer",
     "UnsupportedFeatureError",
     "Usage",
+    "WaitStarted",
     "errors",
     "fingerprint",
     "merge",

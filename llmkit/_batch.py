@@ -15,13 +15,14 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._budget import Budget, Scope
 from ._params import Prompt, RequestOptions, SamplingParams, as_params, explain_keywords, merge
 from ._result import Completion
 from ._types import MessagesInput
 from .errors import ConfigError, LLMError
 
 if TYPE_CHECKING:
-    from ._client import LLMClient
+    from ._client import LLMClient, _Plan
 
 __all__ = ["abatch", "as_completed"]
 
@@ -30,6 +31,7 @@ _DEFAULT_IN_FLIGHT = 100
 # bounded so a million-prompt batch does not keep every answer alive.
 _RECENT_ANSWERS = 1024
 _PROGRESS_EVERY_S = 0.25
+_REDRAW_WHILE_WAITING_S = 1.0
 
 OnResult = Callable[[int, Completion], Any]
 
@@ -54,8 +56,9 @@ class _Progress:
     the cache are shown apart, as saved: the tokens and cost they took when first answered.
     """
 
-    def __init__(self, client: LLMClient, total: int | None, show: bool) -> None:
+    def __init__(self, client: LLMClient, total: int | None, show: bool, scope: Scope | None = None) -> None:
         self._client = client
+        self._scope = scope
         self._bar = None
         self._shown = 0.0
         status = client.status
@@ -103,7 +106,27 @@ class _Progress:
             parts.append(f"saved(tokens={self._saved_tokens:,} cost=${self._saved_cost:.4f})")
         if s.binding_limit:
             parts.append(f"limit={s.binding_limit}")
+        if waiting := s.waiting_now():
+            parts.append(f"waiting={waiting}")
+        account = self._client._account
+        if (self._scope and self._scope.refused) or (account and account.refused):
+            parts.append("BUDGET SPENT: sending stopped")
         return " ".join(parts)
+
+    def refresh(self, errors: int) -> None:
+        """Redraw the postfix while nothing finishes (a long wait must not look like a frozen bar)."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._postfix(errors), refresh=True)
+
+    async def next_done(self, done: asyncio.Queue[asyncio.Task[Completion]], errors: int) -> asyncio.Task[Completion]:
+        """The next finished task; with a bar shown, redraw it every second until one finishes."""
+        if self._bar is None:
+            return await done.get()
+        while True:
+            try:
+                return await asyncio.wait_for(done.get(), _REDRAW_WHILE_WAITING_S)
+            except asyncio.TimeoutError:
+                self.refresh(errors)
 
     def close(self, errors: int) -> None:
         if self._bar is not None:
@@ -121,16 +144,20 @@ def as_completed(
     show_progress: bool = False,
     on_result: OnResult | None = None,
     max_in_flight: int | None = None,
+    budget: Budget | None = None,
+    deadline_s: float | None = None,
 ) -> AsyncGenerator[tuple[int, Completion], None]:
     """``(index, completion)`` pairs as prompts finish, at most ``max_in_flight`` requests at once.
 
     Memory stays flat for any number of prompts: the iterable is pulled only as requests finish. ``on_result`` may be
-    a function or a coroutine function (awaited before the pair is yielded). Raises ``ConfigError`` at once for a bad
-    ``max_in_flight``.
+    a function or a coroutine function (awaited before the pair is yielded). ``budget`` bounds this batch's spending,
+    ``deadline_s`` its wall time (on top of the client's budget and each prompt's own deadline). Raises
+    ``ConfigError`` at once for a bad ``max_in_flight``.
     """
     sampling, options = as_params(SamplingParams, sampling, "sampling"), as_params(RequestOptions, options, "options")
     limit = _in_flight_limit(client, max_in_flight)
-    return _as_completed(client, prompts, sampling, options, show_progress, on_result, limit)
+    scope = Scope.of(budget, deadline_s) if budget is not None or deadline_s is not None else None
+    return _as_completed(client, prompts, sampling, options, show_progress, on_result, limit, scope)
 
 
 async def _as_completed(
@@ -141,11 +168,13 @@ async def _as_completed(
     show_progress: bool,
     on_result: OnResult | None,
     limit: int,
+    scope: Scope | None,
 ) -> AsyncGenerator[tuple[int, Completion], None]:
     total = len(prompts) if hasattr(prompts, "__len__") else None  # type: ignore[arg-type]
-    progress = _Progress(client, total, show_progress)
+    progress = _Progress(client, total, show_progress, scope)
     source = enumerate(prompts)
-    waiting: dict[asyncio.Task[Completion], list[int]] = {}
+    # Each task's prompts: (index, metadata); a repeat shares the answer but keeps its own metadata.
+    waiting: dict[asyncio.Task[Completion], list[tuple[int, dict[str, Any] | None]]] = {}
     by_key: dict[tuple[str, ...], asyncio.Task[Completion]] = {}
     key_of: dict[asyncio.Task[Completion], tuple[str, ...]] = {}
     # Without a cache, recent answers are kept so a nearby repeat in this batch is not sent again.
@@ -185,32 +214,41 @@ async def _as_completed(
                 key = tuple(plan.fingerprints.values())
                 if finished is not None and key in finished:
                     finished.move_to_end(key)
-                    yield await emit(index, finished[key])
+                    yield await emit(index, _with_metadata(finished[key], _metadata(plan)))
                     continue
                 task = by_key.get(key)
                 if task is None:
-                    task = asyncio.ensure_future(client._complete(plan))
+                    task = asyncio.ensure_future(client._complete(plan, scope))
                     task.add_done_callback(done.put_nowait)
                     by_key[key] = task
                     key_of[task] = key
                     waiting[task] = []
-                waiting[task].append(index)
+                waiting[task].append((index, _metadata(plan)))
             if not waiting:
                 return
-            task = await done.get()
+            task = await progress.next_done(done, errors)
             key = key_of.pop(task)
             del by_key[key]
             completion = task.result()
             if finished is not None and completion.ok:
                 _remember(finished, key, completion)
-            for index in waiting.pop(task):
-                yield await emit(index, completion)
+            for index, metadata in waiting.pop(task):
+                yield await emit(index, _with_metadata(completion, metadata))
     finally:
         for task in waiting:
             task.cancel()
         if waiting:
             await asyncio.gather(*waiting, return_exceptions=True)
         progress.close(errors)
+
+
+def _metadata(plan: _Plan) -> dict[str, Any] | None:
+    return next(iter(plan.requests.values())).options.metadata
+
+
+def _with_metadata(completion: Completion, metadata: dict[str, Any] | None) -> Completion:
+    """The shared answer with this prompt's own ``RequestOptions.metadata``."""
+    return completion if completion.metadata == metadata else completion.model_copy(update={"metadata": metadata})
 
 
 def _remember(finished: OrderedDict[tuple[str, ...], Completion], key: tuple[str, ...], answer: Completion) -> None:
@@ -247,12 +285,14 @@ async def abatch(
     raise_on_error: bool = False,
     on_result: OnResult | None = None,
     max_in_flight: int | None = None,
+    budget: Budget | None = None,
+    deadline_s: float | None = None,
 ) -> list[Any]:
     """Every prompt's ``Completion`` in input order (``return_completions_only``: its text, None on failure).
 
     A failed prompt's completion has ``error`` set and the batch goes on, unless ``raise_on_error``. At most
     ``max_in_flight`` requests at once (default: ``limits.max_concurrency``, else 100). Cancelling (Ctrl-C for
-    ``batch``) stops dispatch; what finished is already cached.
+    ``batch``) stops dispatch; what finished is already cached. ``budget`` and ``deadline_s``: see ``as_completed``.
     """
     results: dict[int, Completion] = {}
     stream = as_completed(
@@ -263,6 +303,8 @@ async def abatch(
         show_progress=show_progress,
         on_result=on_result,
         max_in_flight=max_in_flight,
+        budget=budget,
+        deadline_s=deadline_s,
     )
     try:
         async for index, completion in stream:

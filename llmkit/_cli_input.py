@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._params import Prompt, SamplingParams
+from ._params import Prompt, RequestOptions, SamplingParams
 from .errors import ConfigError, did_you_mean
 
 __all__ = ["FORMATS", "PromptFile", "format_of"]
 
 InputFormat = Literal["jsonl", "txt", "csv"]
 FORMATS: tuple[InputFormat, ...] = ("jsonl", "txt", "csv")
-LINE_KEYS = ("id", "prompt", "messages", "sampling")
+LINE_KEYS = ("id", "prompt", "messages", "sampling", "metadata")
 _BY_SUFFIX: dict[str, InputFormat] = {".txt": "txt", ".text": "txt", ".csv": "csv"}
 # How many of the first non-empty lines must all fail before the file is judged to be in another format.
 _SNIFF_LINES = 5
@@ -86,8 +86,14 @@ def _jsonl_item(text: str, number: int) -> tuple[str | int, Prompt]:
     sampling = data.get("sampling")
     if sampling is not None and not isinstance(sampling, dict):
         raise _BadLine(f"'sampling' must be an object, got {type(sampling).__name__}")
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise _BadLine(f"'metadata' must be an object, got {type(metadata).__name__}")
+    options = RequestOptions(metadata=metadata) if metadata is not None else None  # comes back on the result line
     try:
-        return line_id, Prompt(messages=messages, sampling=SamplingParams(**sampling) if sampling else None)
+        return line_id, Prompt(
+            messages=messages, sampling=SamplingParams(**sampling) if sampling else None, options=options
+        )
     except ConfigError as exc:
         raise _BadLine(str(exc)) from None
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import Completion, ConfigError, LLMClient, Model, RateLimits, ResponseCache, RetryPolicy
+from . import Completion, ConfigError, LLMClient, Model, RateLimits, ResponseCache, RetryPolicy, Tracer
+from ._budget import Budget
 from ._cli_input import PromptFile, format_of
 from ._client import DEFAULT_TIMEOUT_S
 from ._outfile import OutputFile
@@ -209,6 +210,8 @@ def _record(line_id: str | int, completion: Completion, secrets: tuple[str, ...]
         record[key] = data[key]
     if completion.logprobs is not None:
         record["logprobs"] = data["logprobs"]
+    if completion.metadata is not None:  # the input line's own, back as it came
+        record["metadata"] = completion.metadata
     if record["error"] is not None:
         record["error"]["message"] = redact(record["error"]["message"], [*secrets, *env_secrets()])
     return record
@@ -234,6 +237,7 @@ _HINTS = {
 _LOCAL_HINTS = {
     "UnsupportedFeatureError": "the local model (SmolLM2) cannot do this: drop that parameter from these prompts' "
     "sampling, or run them against a model that can (without --local)",
+    "BudgetExceededError": "raise --max-cost; a rerun sends only these prompts (the answered ones are cached)",
 }
 
 
@@ -318,21 +322,24 @@ async def _run_all(
     progress: bool,
     max_in_flight: int | None,
     provider_batch: bool = False,
+    guards: dict[str, Any] | None = None,
 ) -> None:
     """Write the result lines in input order as soon as those before them are done (``_InOrder``), so an
-    interrupted run keeps everything finished so far. ``provider_batch``: through the provider's batch API."""
+    interrupted run keeps everything finished so far. ``provider_batch``: through the provider's batch API.
+    ``guards``: the batch's ``budget`` and ``deadline_s`` (--max-cost, --deadline).
+    """
     if provider_batch:
         from ._cli_batch import provider_batch_results
 
         source = provider_batch_results(client, items, progress)
     else:
-        source = client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight)
+        source = client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight, **(guards or {}))
     lines = _InOrder(out)
     try:
         async for index, completion in source:
             line_id = items.ids[index]
             record = _record(line_id, completion, tally.secrets)
-            if (metadata := items.metadata.pop(index, None)) is not None:
+            if (metadata := items.metadata.pop(index, None)) is not None:  # a CSV row's other columns
                 record["metadata"] = metadata
             lines.add(index, json.dumps(record, ensure_ascii=False) + "\n")
             _count(tally, line_id, completion, record)
@@ -439,6 +446,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             cache=cache,
             context_window_fallbacks=fallbacks,
             timeout_s=args.timeout or pool.timeout_s or DEFAULT_TIMEOUT_S,
+            hooks=_tracer(args, chosen.secrets),
         )
         with client:
             try:
@@ -446,7 +454,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 # nothing to stdout, and the errors themselves are in the results.
                 with contextlib.redirect_stdout(io.StringIO()):
                     progress, batch_api = not args.no_progress, getattr(args, "provider_batch", False)
-                    asyncio.run(_run_all(client, items, out, tally, progress, args.max_in_flight, batch_api))
+                    run = _run_all(client, items, out, tally, progress, args.max_in_flight, batch_api, _guards(args))
+                    asyncio.run(run)
             except KeyboardInterrupt:
                 interrupted = True
         sent = server.count if server is not None else client.status.requests_sent
@@ -469,6 +478,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         note("interrupted: the results above are written; rerun the same command to resume from the cache")
         return EXIT_INTERRUPTED
     return EXIT_FAILED if failed or items.bad else EXIT_OK
+
+
+def _tracer(args: argparse.Namespace, secrets: tuple[str, ...]) -> Tracer | None:
+    """--trace DIR: a JSON-lines trace of every attempt, with the config's secrets masked as well."""
+    directory = getattr(args, "trace", None)
+    if directory is None:
+        return None
+    note(f"tracing every attempt to {directory}")
+    return Tracer(directory, secrets=secrets)
+
+
+def _guards(args: argparse.Namespace) -> dict[str, Any]:
+    """--max-cost and --deadline as the batch's ``budget`` and ``deadline_s``."""
+    max_cost = getattr(args, "max_cost", None)
+    return {
+        "budget": Budget(max_cost_usd=max_cost) if max_cost is not None else None,
+        "deadline_s": getattr(args, "deadline", None),
+    }
 
 
 def _override(base: Any, cls: type, **given: Any) -> Any:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from . import _batch, _provider_batch, _sync
+from ._budget import Account, Budget, Reservation, Scope, WaitRefused, check_wait, deadline_at, declared_cost
 from ._cache import ResponseCache
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
@@ -27,7 +28,18 @@ from ._result import Completion, StreamDelta, ToolCallChunk
 from ._retry import out_of_attempts, retrying, wait_s
 from ._router import Router
 from ._status import StatusTracker
-from ._transport import LiteLLMTransport, Request, Transport
+from ._trace import (
+    AttemptFailed,
+    AttemptStarted,
+    CacheHit,
+    CallCompleted,
+    Decision,
+    Hooks,
+    HookSet,
+    Tracer,
+    WaitStarted,
+)
+from ._transport import LiteLLMTransport, Request, Transport, model_price
 from ._types import Message, MessagesInput
 from .errors import (
     AuthenticationError,
@@ -69,6 +81,15 @@ class _Tries:
     sent_at: float | None = None
     earlier: int = 0
     first_send: float | None = None  # perf_counter at the first attempt's send: where latency_s starts
+    deadline: float | None = None
+    accounts: tuple[Account, ...] = ()
+    reservation: Reservation | None = None
+    last_error: LLMError | None = None
+    # Only with hooks: the ids and timings their events carry.
+    call_id: str = ""
+    metadata: dict[str, Any] | None = None
+    request: Request | None = None
+    attempt_start: float = 0.0
 
     @property
     def charged(self) -> int:
@@ -192,8 +213,9 @@ class LLMClient:
     sampling overrides it; a model's ``sampling`` is the lowest layer). ``cache``: a ``ResponseCache`` or a directory,
     None for no cache. ``context_window_fallbacks``: models tried in order, only for a prompt that a pool model
     refused as too long. ``timeout_s``: each attempt's deadline (connect, wait and read) unless a call's
-    ``RequestOptions.timeout_s`` says otherwise; None waits forever. ``transport``, ``sleep``, ``clock`` and ``seed``
-    are for tests.
+    ``RequestOptions.timeout_s`` says otherwise; None waits forever. ``budget``: the most this client may ever spend
+    (``Budget``); a batch may add its own. ``hooks``: ``Hooks`` (a ``Tracer`` among them) told of every attempt,
+    answer, cache hit and wait. ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
     """
 
     def __init__(
@@ -206,6 +228,8 @@ class LLMClient:
         cache: ResponseCache | str | os.PathLike[str] | None = None,
         context_window_fallbacks: Model | str | Sequence[Model | str] | None = None,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        budget: Budget | None = None,
+        hooks: Hooks | Sequence[Hooks] | None = None,
         transport: Transport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -224,6 +248,9 @@ class LLMClient:
         self.retry = retry or RetryPolicy()
         self.cache = _as_cache(cache)
         self.status = StatusTracker()
+        self._hooks = HookSet(hooks)
+        self.budget = budget
+        self._account = Account(budget) if budget is not None else None
         self._transport = transport or LiteLLMTransport()
         self._sleep = sleep
         # One index space for every deployment: the pool's first, then the fallbacks (a 429 cools them down and a bad
@@ -244,7 +271,12 @@ class LLMClient:
     def _new_limiter(self, limits: RateLimits | None, clock: Callable[[], float]) -> RateLimiter | None:
         if limits is None:
             return None
-        return RateLimiter(limits, clock=clock, sleep=self._sleep, on_wait=self.status.waited)
+        return RateLimiter(limits, clock=clock, sleep=self._sleep, on_wait=self._limit_wait)
+
+    def _limit_wait(self, limit: str, seconds: float) -> None:
+        self.status.waited(limit, seconds)
+        if self._hooks:
+            self._hooks.emit("wait_started", WaitStarted(limit, seconds, None, None))
 
     def __repr__(self) -> str:
         cache = self.cache.path if self.cache is not None else None
@@ -395,7 +427,12 @@ class LLMClient:
             return None
         hit = self.cache.get(list(dict.fromkeys(plan.fingerprints.values())))
         if hit is not None:
+            metadata = next(iter(plan.requests.values())).options.metadata
+            if hit.metadata != metadata:  # not part of the cache key: the answer carries this call's own
+                hit = hit.model_copy(update={"metadata": metadata})
             self.status.record(hit)
+            if self._hooks:
+                self._hooks.emit("cache_hit", CacheHit(hit, metadata))
         return hit
 
     def _store(self, plan: _Plan, index: int | None, completion: Completion) -> None:
@@ -403,22 +440,103 @@ class LLMClient:
         if self.cache is not None and index is not None and completion.ok:
             self.cache.put(plan.fingerprints[index], completion)
 
-    async def _complete(self, plan: _Plan) -> Completion:
+    async def _complete(self, plan: _Plan, scope: Scope | None = None) -> Completion:
         """Cache, then attempts with retries; a final failure comes back as a ``Completion`` with ``error`` set."""
         if (hit := self._cached(plan)) is not None:
             return hit
         start = time.perf_counter()
-        tries = _Tries()
+        tries = self._tries(plan, scope)
         index: int | None = None
         try:
-            index, completion = await self._routed(plan, tries)
+            index, completion = await self._within_deadline(self._routed(plan, tries), tries)
         except LLMError as exc:
             index, completion = None, Completion(finish_reason="error", error=exc, model=exc.model)
+        finally:
+            if tries.reservation is not None:
+                tries.reservation.release()
         # From the first send: not LiteLLM's lazy import and capability checks (seconds on a first call) nor the
         # rate-limit wait before it; retries and their backoff are part of the answer's latency.
         latency_s = time.perf_counter() - (tries.first_send or start)
-        completion = completion.model_copy(update={"attempts": tries.total, "latency_s": latency_s})
+        completion = completion.model_copy(
+            update={"attempts": tries.total, "latency_s": latency_s, "metadata": tries.metadata}
+        )
         self._store(plan, index, completion)
+        self._finished(tries, index, completion)
+        return completion
+
+    def _finished(self, tries: _Tries, index: int | None, completion: Completion) -> None:
+        if self._hooks:
+            request = tries.request if completion.ok else None
+            fallback = index is not None and index >= len(self.models)
+            self._hooks.emit("completed", CallCompleted(tries.call_id, completion, request, fallback, tries.metadata))
+
+    def _tries(self, plan: _Plan, scope: Scope | None = None) -> _Tries:
+        """A call's state, with the budgets and the deadline that bound it (the client's, the call's, the batch's)."""
+        options = next(iter(plan.requests.values())).options
+        accounts: tuple[Account, ...] = (self._account,) if self._account is not None else ()
+        if scope is not None:
+            accounts += scope.accounts
+        return _Tries(
+            deadline=deadline_at(options.deadline_s, scope.deadline if scope else None),
+            accounts=accounts,
+            metadata=options.metadata,
+            call_id=os.urandom(8).hex() if self._hooks else "",
+        )
+
+    async def _within_deadline(self, call: Awaitable[tuple[int, Completion]], tries: _Tries) -> tuple[int, Completion]:
+        """The call, cut off at its deadline: attempts in flight are cancelled (their connections closed)."""
+        try:
+            if tries.deadline is None:
+                return await call
+            async with asyncio.timeout(tries.deadline - time.monotonic()):
+                return await call
+        except WaitRefused as refused:
+            raise refused.error from refused.error.__cause__
+        except TimeoutError:
+            raise
+        except builtins.TimeoutError:
+            model = tries.last_error.model if tries.last_error is not None else None
+            raise TimeoutError(f"the call's deadline passed after {tries.total} attempt(s)", model=model) from (
+                tries.last_error
+            )
+
+    async def _wait(self, tries: _Tries, reason: str, seconds: float, index: int | None = None) -> None:
+        """Sleep for a backoff or a cooldown, unless it would end after the deadline or is over ``max_wait_s``.
+
+        Refused, it raises what caused the wait: a cooldown's ``RateLimitError`` (with ``retry_after``) even when
+        another call's 429 started it.
+        """
+        cause = tries.last_error
+        if index is not None and not isinstance(cause, RateLimitError):
+            model = self._deployments[index]
+            cause = RateLimitError(
+                f"{model.name} is cooling down for {seconds:.1f} s after a 429",
+                retry_after=seconds,
+                model=model.name,
+                provider=model.provider,
+            )
+        cap = self.retry.max_wait_s if reason == "cooldown" else None
+        check_wait(reason, seconds, tries.deadline, cap, cause)
+        if self._hooks and seconds > 0:
+            name = self._deployments[index].name if index is not None else None
+            self._hooks.emit("wait_started", WaitStarted(reason, seconds, name, tries.call_id))
+        self.status.waited(reason, seconds)
+        await self._sleep(seconds)
+
+    def _reserve(self, plan: _Plan, index: int, tries: _Tries) -> None:
+        """Hold this attempt's estimate on every budget that applies, before it is sent."""
+        if tries.reservation is not None:
+            tries.reservation.release()
+        request = plan.requests[index]
+        out = request.sampling.max_tokens or _DEFAULT_OUTPUT_ESTIMATE
+        prompt = _estimate_tokens(request.messages, request.sampling) - out
+        tries.reservation = Reservation.make(tries.accounts, request.model, model_price, prompt, out)
+
+    def _settled(self, index: int, completion: Completion, tries: _Tries) -> Completion:
+        """The answer at the model's declared price (if any), settled on the budgets."""
+        completion = declared_cost(self._deployments[index], completion)
+        if tries.reservation is not None:
+            tries.reservation.settle(completion)
         return completion
 
     async def _routed(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
@@ -453,8 +571,12 @@ class LLMClient:
         except LLMError as exc:
             if not exc.retryable or out_of_attempts(self.retry, tries.count, tries.charged):
                 raise
-            await self._sleep(wait_s(self.retry, exc, tries.count))
-        async for attempt in retrying(self.retry, self._sleep, lambda: (tries.count, tries.charged)):
+            await self._wait(tries, "backoff", wait_s(self.retry, exc, tries.count))
+
+        async def backoff(seconds: float) -> None:
+            await self._wait(tries, "backoff", seconds)
+
+        async for attempt in retrying(self.retry, backoff, lambda: (tries.count, tries.charged)):
             with attempt:
                 result = await self._attempt(plan, tries)
         return result
@@ -462,13 +584,16 @@ class LLMClient:
     async def _acquire(self, plan: _Plan, tries: _Tries) -> tuple[int, list[Permit]]:
         """Client limits, then a deployment and its cooldown, then the deployment's own limits."""
         permits: list[Permit] = []
+        for account in tries.accounts:
+            account.check()
         try:
             if self._limiter is not None:
                 permits.append(await self._limiter.acquire(plan.tokens))
             index, wait = self._router.pick(plan.requests.keys(), avoid=tries.last_failed, prefer=plan.prefer)
+            if tries.accounts:
+                self._reserve(plan, index, tries)
             if wait > 0:
-                self.status.waited("cooldown", wait)
-                await self._sleep(wait)
+                await self._wait(tries, "cooldown", wait, index)
             limiter = self._model_limiters[index]
             if limiter is not None:
                 permits.append(await limiter.acquire(plan.tokens))
@@ -482,7 +607,14 @@ class LLMClient:
         if tries.count > 1:
             self.status.add("retried")
         self.status.add("requests_sent")
+        if self._hooks:
+            self._started(plan, index, tries)
         return index, permits
+
+    def _started(self, plan: _Plan, index: int, tries: _Tries) -> None:
+        tries.request, tries.attempt_start = plan.requests[index], time.perf_counter()
+        event = AttemptStarted(tries.call_id, tries.total, tries.request, index >= len(self.models), tries.metadata)
+        self._hooks.emit("attempt_started", event)
 
     async def _attempt(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
         index, permits = await self._acquire(plan, tries)
@@ -500,7 +632,7 @@ class LLMClient:
             for permit in permits:
                 permit.release(used)
         self._router.on_success(index)
-        return index, completion
+        return index, self._settled(index, completion, tries)
 
     def _failed(self, index: int, exc: LLMError, tries: _Tries) -> None:
         # Why a batch retried is otherwise invisible: status counts retries, not their causes. INFO is off by default.
@@ -509,12 +641,33 @@ class LLMClient:
         if not self._router.on_failure(index, exc, sent_at=tries.sent_at):
             tries.uncharged += 1
         tries.last_failed = index
+        tries.last_error = exc
+        if tries.reservation is not None:
+            tries.reservation.release()
         if isinstance(exc, RateLimitError):
             self.status.add("rate_limited")
+        if self._hooks and tries.request is not None:
+            self._hooks.emit("attempt_failed", self._failure(index, exc, tries, tries.request))
+
+    def _failure(self, index: int, exc: LLMError, tries: _Tries, request: Request) -> AttemptFailed:
+        latency = time.perf_counter() - tries.attempt_start
+        decision = self._decision(index, exc, tries)
+        return AttemptFailed(
+            tries.call_id, tries.total, request, exc, latency, decision, index >= len(self.models), tries.metadata
+        )
+
+    def _decision(self, index: int, exc: LLMError, tries: _Tries) -> Decision:
+        """What follows a failed attempt, as ``_routed`` and ``_attempts`` will decide it (for hooks and traces)."""
+        if isinstance(exc, _NEXT_FALLBACK) and index < len(self._deployments) - 1 and self.context_window_fallbacks:
+            if index >= len(self.models) or isinstance(exc, ContextWindowExceededError):
+                return "fallback"
+        if exc.retryable and not out_of_attempts(self.retry, tries.count, tries.charged):
+            return "retry"
+        return "give up"
 
     async def _stream(self, plan: _Plan) -> AsyncIterator[StreamDelta | Completion]:
         """``_routed`` for a stream: every refusal that moves on to a fallback comes before the first delta."""
-        tries = _Tries()
+        tries = self._tries(plan)
         started = False
         try:
             try:
@@ -540,8 +693,19 @@ class LLMClient:
                     refusal = _next_fallback(exc, refusal)
             raise refusal
         except LLMError as exc:
-            self.status.record(Completion(finish_reason="error", error=exc))
+            self._stream_failed(tries, exc)
             raise
+        except WaitRefused as refused:
+            self._stream_failed(tries, refused.error)
+            raise refused.error from refused.error.__cause__
+        finally:
+            if tries.reservation is not None:
+                tries.reservation.release()
+
+    def _stream_failed(self, tries: _Tries, exc: LLMError) -> None:
+        completion = Completion(finish_reason="error", error=exc, model=exc.model, metadata=tries.metadata)
+        self.status.record(completion)
+        self._finished(tries, None, completion.model_copy(update={"attempts": tries.total}))
 
     async def _stream_attempts(self, plan: _Plan, tries: _Tries) -> AsyncIterator[StreamDelta | Completion]:
         """Attempts for a stream: the same waits as ``retrying``, but none once a delta has been yielded."""
@@ -555,7 +719,7 @@ class LLMClient:
             except LLMError as exc:
                 if started or not exc.retryable or out_of_attempts(self.retry, tries.count, tries.charged):
                     raise
-                await self._sleep(wait_s(self.retry, exc, tries.count))
+                await self._wait(tries, "backoff", wait_s(self.retry, exc, tries.count))
 
     async def _stream_once(self, plan: _Plan, tries: _Tries) -> AsyncIterator[StreamDelta | Completion]:
         index, permits = await self._acquire(plan, tries)
@@ -570,8 +734,10 @@ class LLMClient:
                 if isinstance(item, Completion):
                     used = item.usage.total_tokens or None
                     item = item.model_copy(update={"attempts": tries.total, "latency_s": time.perf_counter() - start})
+                    item = self._settled(index, item, tries).model_copy(update={"metadata": tries.metadata})
                     self._router.on_success(index)
                     self._store(plan, index, item)
+                    self._finished(tries, index, item)
                 yield item
         except LLMError as exc:
             self._failed(index, exc, tries)
@@ -594,9 +760,12 @@ class LLMClient:
     submit_batch = _sync.sync_twin(_provider_batch.asubmit_batch)
 
     def close(self) -> None:
-        """Close the cache's files (the client is unusable for cached calls afterwards)."""
+        """Close the cache's files (the client is unusable for cached calls afterwards) and the trace files."""
         if self.cache is not None:
             self.cache.close()
+        for hook in self._hooks.hooks:
+            if isinstance(hook, Tracer):
+                hook.close()
 
     def __enter__(self) -> LLMClient:
         return self

@@ -173,6 +173,9 @@ class RetryPolicy(_Params):
     initial_backoff_s: float = Field(0.5, ge=0, description="Wait before the second attempt, doubled after each.")
     max_backoff_s: float = Field(30.0, ge=0, description="Longest wait between attempts (Retry-After may exceed it).")
     jitter: bool = Field(True, description="Randomize each wait in [backoff/2, backoff] so callers do not sync up.")
+    max_wait_s: float = Field(
+        300.0, gt=0, description="Longest Retry-After/cooldown slept through; a longer one fails the call at once."
+    )
 
 
 class Model(_Params):
@@ -193,6 +196,10 @@ class Model(_Params):
     provider_options: dict[str, Any] = Field(
         default_factory=dict, description="Provider-specific request fields, passed through unchanged."
     )
+    input_cost_per_token: float | None = Field(
+        None, ge=0, description="USD per prompt token, for models LiteLLM has no price for (budgets need one)."
+    )
+    output_cost_per_token: float | None = Field(None, ge=0, description="USD per output token; see above.")
 
     def __init__(self, name: str | None = None, /, **data: Any) -> None:
         if name is not None:
@@ -234,6 +241,9 @@ class RequestOptions(_Params):
     timeout_s: float | None = Field(None, gt=0, description="Per-attempt timeout in seconds.")
     metadata: dict[str, Any] | None = Field(None, description="Yours; never sent, never part of the cache key.")
     sample: int = Field(0, ge=0, description="Sample index: different values are cached as different answers.")
+    deadline_s: float | None = Field(None, gt=0, description="Whole call, every attempt and wait included.")
+    first_token_timeout_s: float | None = Field(None, gt=0, description="Streams: longest wait for the first chunk.")
+    stall_timeout_s: float | None = Field(None, gt=0, description="Streams: longest gap between two chunks.")
 
     @field_validator("tools", mode="before")
     @classmethod

@@ -94,6 +94,7 @@ class Completion(BaseModel):
     latency_s: float = 0.0
     attempts: int = 0
     cache_hit: bool = False
+    metadata: dict[str, Any] | None = Field(None, description="The call's RequestOptions.metadata, unchanged.")
     error: LLMError | None = Field(None, exclude=True)
     raw: dict[str, Any] | None = Field(None, repr=False, description="The provider response, as LiteLLM gave it.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field, fields
 
 from ._result import Completion, Usage
@@ -24,9 +25,13 @@ class StatusTracker:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     unpriced: int = 0
+    cost_by_model: dict[str, float] = field(default_factory=dict)
+    saved_usd: float = 0.0
+    """What the cache hits cost when they were first answered: money not spent again."""
     waited_s: dict[str, float] = field(
         default_factory=lambda: {"requests": 0.0, "tokens": 0.0, "concurrency": 0.0, "cooldown": 0.0}
     )
+    _waiting_until: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record(self, completion: Completion) -> None:
@@ -34,6 +39,7 @@ class StatusTracker:
         with self._lock:
             if completion.cache_hit:
                 self.cache_hits += 1
+                self.saved_usd += completion.cost_usd or 0.0
             elif completion.ok:
                 self.succeeded += 1
                 self.usage = self.usage + completion.usage
@@ -41,6 +47,8 @@ class StatusTracker:
                     self.unpriced += 1
                 else:
                     self.cost_usd += completion.cost_usd
+                    model = completion.model or "(unknown)"
+                    self.cost_by_model[model] = self.cost_by_model.get(model, 0.0) + completion.cost_usd
             else:
                 self.failed += 1
 
@@ -49,9 +57,20 @@ class StatusTracker:
             setattr(self, name, getattr(self, name) + amount)
 
     def waited(self, limit: str, seconds: float) -> None:
+        """A wait of ``seconds`` starts now, on a limit, a cooldown or a backoff (only the first three are summed)."""
         if seconds > 0:
             with self._lock:
-                self.waited_s[limit] += seconds
+                if limit in self.waited_s:
+                    self.waited_s[limit] += seconds
+                until = time.monotonic() + seconds
+                self._waiting_until[limit] = max(until, self._waiting_until.get(limit, 0.0))
+
+    def waiting_now(self) -> str | None:
+        """What callers are waiting on right now and for how much longer, longest first ("cooldown 3590s")."""
+        now = time.monotonic()
+        with self._lock:
+            left = sorted(((t - now, limit) for limit, t in self._waiting_until.items() if t > now), reverse=True)
+        return ",".join(f"{limit} {seconds:.0f}s" for seconds, limit in left) or None
 
     @property
     def binding_limit(self) -> str | None:
@@ -73,6 +92,7 @@ class StatusTracker:
             f"cache_hits={self.cache_hits} 429s={self.rate_limited} tokens(in={u.input_tokens} out={u.output_tokens} "
             f"reasoning={u.reasoning_tokens}) cost=${self.cost_usd:.4f}"
             + (f" ({self.unpriced} unpriced)" if self.unpriced else "")
+            + (f" saved=${self.saved_usd:.4f}" if self.saved_usd else "")
             + " waited("
             + " ".join(f"{k}={v:.1f}s" for k, v in self.waited_s.items())
             + ")"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _normalize
+from ._budget import StreamTimer
 from ._params import Model, RequestOptions, SamplingParams, mask_url
 from ._result import Completion, StreamDelta
 from ._types import Message
@@ -40,7 +41,7 @@ from .errors import (
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["LiteLLMTransport", "Request", "Transport", "map_exception"]
+__all__ = ["LiteLLMTransport", "Request", "Transport", "map_exception", "model_price", "request_fields"]
 
 logger = logging.getLogger("llmkit")
 
@@ -179,9 +180,11 @@ class LiteLLMTransport:
         chunks = []
         logprobs: list[dict[str, Any]] = []
         error: LLMError | None = None
+        timer = StreamTimer(request.options.first_token_timeout_s, request.options.stall_timeout_s, request.model.name)
+        stream = None
         try:
-            stream = await litellm.acompletion(**kwargs)
-            async for chunk in stream:
+            stream = await timer.wait(litellm.acompletion(**kwargs))
+            async for chunk in timer.chunks(stream):
                 chunks.append(chunk)
                 data = chunk.model_dump()
                 logprobs += _normalize.chunk_logprobs(data)
@@ -190,6 +193,10 @@ class LiteLLMTransport:
             response = litellm.stream_chunk_builder(chunks, messages=request.messages)
         except Exception as exc:
             error = map_exception(exc, request.model)
+        finally:
+            # On a stall, an error, or a consumer that stopped early: close the connection now, not at GC.
+            if stream is not None:
+                await stream.aclose()
         if error is not None:
             raise error  # outside the except block: see acomplete
         if response is None:
@@ -355,9 +362,50 @@ def _cost(response: Any) -> float | None:
     return float(cost) if cost else None
 
 
+def request_fields(request: Request) -> dict[str, Any]:
+    """The request as llmkit hands it to LiteLLM (model, messages, parameters, api_base), minus the key (traces)."""
+    try:
+        kwargs = LiteLLMTransport()._kwargs(request)
+    except LLMError:
+        kwargs = {"model": request.model.name, "messages": request.messages}
+    kwargs.pop("api_key", None)
+    return kwargs
+
+
+def model_price(model: Model) -> tuple[float, float] | None:
+    """LiteLLM's USD per (prompt token, output token) for this model; None when it has no price for it."""
+    return _price(model.name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _price(name: str) -> tuple[float, float] | None:
+    try:
+        info = _litellm().get_model_info(name)
+    except Exception:
+        return None
+    prompt, output = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+    return (float(prompt), float(output)) if prompt is not None and output is not None else None
+
+
+def _headers(exc: BaseException) -> Any:
+    """LiteLLM keeps an error's headers in ``litellm_response_headers``, not in ``exc.response.headers``."""
+    return getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+
+
+# OpenAI and most OpenAI-compatible servers send x-request-id; Anthropic request-id; Google x-goog-request-id.
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "llm_provider-x-request-id")
+
+
+def _request_id(exc: BaseException) -> str | None:
+    """The provider's id for the failed request, to quote to its support; None when it sent none."""
+    headers = _headers(exc)
+    if not headers:
+        return None
+    return next((str(headers[name]) for name in _REQUEST_ID_HEADERS if headers.get(name)), None)
+
+
 def _retry_after(exc: Exception) -> float | None:
-    """LiteLLM keeps a 429's headers in ``litellm_response_headers``, not in ``exc.response.headers``."""
-    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+    headers = _headers(exc)
     if not headers:
         return None
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
@@ -383,7 +431,12 @@ def map_exception(exc: BaseException, model: Model) -> LLMError:
         exc = original
     status = getattr(exc, "status_code", None)
     text = redact(str(exc), [*model.secrets(), *env_secrets()])[:1000]
-    fields: dict[str, Any] = {"model": model.name, "provider": model.provider, "status": status}
+    fields: dict[str, Any] = {
+        "model": model.name,
+        "provider": model.provider,
+        "status": status,
+        "request_id": _request_id(exc),
+    }
     table: list[tuple[type[BaseException], type[LLMError]]] = [
         (litellm.ContextWindowExceededError, ContextWindowExceededError),
         (litellm.ContentPolicyViolationError, ContentFilterError),

@@ -396,6 +396,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds each attempt may take, connect to last byte (default: the pool's timeout_s, else 600)",
     )
+    guards = run.add_argument_group("guardrails for unattended runs")
+    guards.add_argument(
+        "--max-cost", type=_positive(float), metavar="USD", help="stop sending once this much is spent (exit 1)"
+    )
+    guards.add_argument(
+        "--deadline", type=_positive(float), metavar="SECONDS", help="fail what is not answered after this long"
+    )
+    guards.add_argument("--trace", metavar="DIR", help="write a redacted JSON-lines trace of every attempt to DIR")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--provider-batch",

@@ -7,6 +7,7 @@ Retry, cooldowns and batches read nothing but ``retryable``::
     ├── ConfigError                      bad parameters or configuration, raised before any request
     ├── UnsupportedFeatureError          the model cannot do what was asked, raised before any request
     ├── NoModelAvailableError            every model of the pool was removed (bad key, unknown model)
+    ├── BudgetExceededError              the budget cannot cover the next request; nothing more is sent
     ├── TimeoutError                     also a builtin TimeoutError; retryable
     └── ProviderError                    the provider answered with an error (``status``), or the connection failed
         ├── AuthenticationError          401/403: bad or missing key; never retried
@@ -31,6 +32,7 @@ from collections.abc import Iterable
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigError",
     "ContentFilterError",
     "ContextWindowExceededError",
@@ -102,6 +104,10 @@ class UnsupportedFeatureError(LLMError, ValueError):
 
 class NoModelAvailableError(LLMError):
     """Every model of the pool was taken out (authentication or not-found errors); nothing can be sent."""
+
+
+class BudgetExceededError(LLMError):
+    """A ``Budget`` cannot cover the next request: it is not sent, nor is any later one. Never retried."""
 
 
 class TimeoutError(LLMError, builtins.TimeoutError):

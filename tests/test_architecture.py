@@ -25,17 +25,22 @@ ALLOWED = {
     "_retry": {"_params", "errors"},
     "_status": {"_result"},
     "_normalize": {"_result", "errors"},
-    "_transport": {"_normalize", "_params", "_result", "_types", "errors"},
+    "_transport": {"_budget", "_normalize", "_params", "_result", "_types", "errors"},
     "_sync": {"errors"},
     "_outfile": {"errors"},
+    "_budget": {"_params", "_result", "errors"},
+    "_trace": {"_result", "_transport", "errors"},
+    "otel": {"_params", "_result", "_trace", "errors"},
     "local": {"_params", "errors"},
     "_settings": {"_cache", "_client", "_params", "errors"},
     "_cli_input": {"_params", "errors"},
-    "_batch": {"_client", "_params", "_result", "_types", "errors"},
+    "_batch": {"_budget", "_client", "_params", "_result", "_types", "errors"},
     "_batch_transport": {"_normalize", "_params", "_result", "_transport", "errors"},
     "_provider_batch": {"_batch", "_batch_transport", "_client", "_params", "_result", "_sync", "_types", "errors"},
     "_client": {
         "_batch",
+        "_budget",
+        "_trace",
         "_provider_batch",
         "_cache",
         "_settings",
@@ -92,7 +97,7 @@ def test_only_the_transport_imports_litellm() -> None:
 def test_import_llmkit_stays_light() -> None:
     code = (
         "import sys, llmkit; "
-        "heavy = [m for m in ('litellm', 'langchain_core', 'aiohttp', 'openai') if m in sys.modules];"
+        "heavy = [m for m in ('litellm', 'langchain_core', 'aiohttp', 'openai', 'opentelemetry') if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

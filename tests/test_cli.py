@@ -198,7 +198,8 @@ def test_bad_lines_are_reported_with_their_numbers_and_skipped(
     code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--offline")
     assert code == 1  # a skipped line is a prompt that did not run
     assert (
-        f"{path}:3: unknown key 'promt' (did you mean 'prompt'?); allowed: id, prompt, messages, sampling (skipped)"
+        f"{path}:3: unknown key 'promt' (did you mean 'prompt'?); allowed: id, prompt, messages, sampling, metadata "
+        "(skipped)"
         in err
     )
     assert f"{path}:4: not valid JSON (Expecting value at column 1) (skipped)" in err
@@ -458,7 +459,8 @@ def test_config_errors_give_file_line_and_key_path(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == (
         "llmkit: error: llmkit.yaml:5: pools.default.models[0].wieght: unknown key; allowed: name, weight, api_base, "
-        "api_key, sampling, limits, supports, provider_options (did you mean 'weight'?)"
+        "api_key, sampling, limits, supports, provider_options, input_cost_per_token, output_cost_per_token "
+        "(did you mean 'weight'?)"
     )
     assert main(["run", "prompts.jsonl", "-o", "o.jsonl", "--pool", "fast"]) == 2
     assert main(["config", "validate"]) == 2

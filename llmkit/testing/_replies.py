@@ -50,7 +50,7 @@ SMALL_CONTEXT_LIMIT = 50
 # to another one later, still verifies, as real Anthropic signatures do.
 _THINKING_SECRET = b"llmkit.testing.FakeProvider thinking signature v1"
 _DIRECTIVE = re.compile(
-    r"\[\[(fail_once|fail|reset|invalid_json|sleep|filter|empty|error_body|echo_key|trickle)(?::([^\]]*))?\]\]"
+    r"\[\[(fail_once|fail|reset|invalid_json|sleep|filter|empty|error_body|echo_key|trickle|stall_after)(?::([^\]]*))?\]\]"
 )
 _QUOTED = re.compile(r"(?<!\w)'([^'\n]+?)'(?!\w)|(?<!\w)\"([^\"\n]+?)\"(?!\w)")
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
@@ -103,11 +103,14 @@ class Directives:
     """Answer this HTTP status with an error message that quotes the API key as received (a careless gateway)."""
     trickle_s: float | None = None
     """Send the answer 10 bytes at a time, this many seconds apart (a reply that never trips a per-read timeout)."""
+    stall_after: int | None = None
+    """Stream this many frames, then send nothing more until the client hangs up."""
 
 
 def parse_directives(text: str) -> Directives:
     """Read `[[fail:500]]`, `[[fail:429:2.5]]`, `[[fail_once:500]]`, `[[reset]]`, `[[invalid_json]]`,
-    `[[sleep:1.5]]`, `[[filter]]`, `[[empty]]`, `[[error_body]]`, `[[echo_key:401]]`, `[[trickle:0.5]]`."""
+    `[[sleep:1.5]]`, `[[filter]]`, `[[empty]]`, `[[error_body]]`, `[[echo_key:401]]`, `[[trickle:0.5]]`,
+    `[[stall_after:3]]`."""
     found: dict[str, Any] = {}
     for name, arg in _DIRECTIVE.findall(text):
         try:
@@ -120,6 +123,8 @@ def parse_directives(text: str) -> Directives:
                 found["echo_key"] = int(arg or 401)
             elif name == "trickle":
                 found["trickle_s"] = float(arg or 0.5)
+            elif name == "stall_after":
+                found["stall_after"] = int(arg or 0)
             else:
                 found[name] = True
         except ValueError:

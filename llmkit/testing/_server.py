@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -98,6 +99,8 @@ class FakeProvider:
         self._seen: set[str] = set()
         self.batches = BatchStore(self._remember, self._lock)
         """The provider batch endpoints (OpenAI files and batches, Anthropic Message Batches) and their counters."""
+        self._disconnects = 0
+        self._error_ids = itertools.count(1)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> FakeProvider:
@@ -188,6 +191,12 @@ class FakeProvider:
         with self._lock:
             return len(self._requests)
 
+    @property
+    def disconnects(self) -> int:
+        """Streams the client hung up on before the server finished sending them."""
+        with self._lock:
+            return self._disconnects
+
     def count_for(self, provider: str | None = None, model: str | None = None) -> int:
         """Requests for one provider and/or model name (as sent on the wire, without LiteLLM's prefix)."""
         with self._lock:
@@ -210,6 +219,7 @@ class FakeProvider:
             self._rpm = None
             self._buckets.clear()
             self._seen.clear()
+            self._disconnects = 0
         self.batches.reset()
 
     def fail_next(
@@ -327,10 +337,10 @@ class FakeProvider:
     ) -> web.Response:
         if kind == "status":  # an injected 401/404/429 looks like the real one, so clients classify it alike
             kind = {401: "auth", 404: "not_found", 429: "rate_limit"}.get(status, kind)
-        headers = {}
+        headers = {"x-request-id": f"req_fake_{next(self._error_ids)}"}  # as OpenAI's; LLMError.request_id reads it
         if retry_after is not None:
             ms = math.ceil(retry_after * 1000)
-            headers = {"retry-after": _seconds(ms / 1000), "retry-after-ms": str(ms)}
+            headers.update({"retry-after": _seconds(ms / 1000), "retry-after-ms": str(ms)})
         body = wire.error(status, kind, model=model, prompt_tokens=prompt_tokens, message=message)
         return web.json_response(body, status=status, headers=headers)
 
@@ -432,17 +442,42 @@ class FakeProvider:
             pieces = [text[i : i + 10] for i in range(0, len(text), 10)]
             return await self._send(request, pieces, "application/json", directives.trickle_s)
         frames = wire.render_stream(prompt, reply, meta, body)
-        return await self._send(request, frames, "text/event-stream", directives.trickle_s)
+        return await self._send(request, frames, "text/event-stream", directives.trickle_s, directives.stall_after)
 
     async def _send(
-        self, request: web.Request, pieces: list[str], content_type: str, interval_s: float | None
+        self,
+        request: web.Request,
+        pieces: list[str],
+        content_type: str,
+        interval_s: float | None,
+        stall_after: int | None = None,
     ) -> web.StreamResponse:
-        """Write ``pieces`` as they come (SSE frames, or a body trickled ``interval_s`` seconds apart)."""
+        """Write ``pieces`` as they come (SSE frames, or a body trickled ``interval_s`` seconds apart); after
+        ``stall_after`` pieces, send nothing more until the client hangs up."""
         response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
         await response.prepare(request)
-        for piece in pieces:
+        for number, piece in enumerate(pieces):
+            if number == stall_after:
+                await self._stall(request)
+                return response
             if interval_s:
                 await asyncio.sleep(interval_s)
             await response.write(piece.encode())
         await response.write_eof()
         return response
+
+    async def _stall(self, request: web.Request, longest_s: float = 120.0) -> None:
+        """Send nothing until the client closes the connection (counted in ``disconnects``), or ``longest_s``."""
+        try:
+            for _ in range(int(longest_s / 0.02)):
+                if request.transport is None or request.transport.is_closing():
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                return
+        except asyncio.CancelledError:  # aiohttp may cancel a handler whose client went away
+            with self._lock:
+                self._disconnects += 1
+            raise
+        with self._lock:
+            self._disconnects += 1
