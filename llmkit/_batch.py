@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._params import Prompt, RequestOptions, SamplingParams, merge
+from ._params import Prompt, RequestOptions, SamplingParams, merge, with_output
 from ._result import Completion
 from ._types import MessagesInput
 from .errors import LLMError
@@ -96,10 +96,12 @@ async def as_completed(
     show_progress: bool = False,
     on_result: OnResult | None = None,
     max_in_flight: int | None = None,
+    output: Any = None,
 ) -> AsyncGenerator[tuple[int, Completion], None]:
     """``(index, completion)`` pairs as prompts finish, at most ``max_in_flight`` requests at once.
 
-    Memory stays flat for any number of prompts: the iterable is pulled only as requests finish.
+    Memory stays flat for any number of prompts: the iterable is pulled only as requests finish. ``output``: every
+    answer's type, as for ``complete`` (a ``Prompt``'s own options keep their own ``output``).
     """
     limit = _in_flight_limit(client, max_in_flight)
     total = len(prompts) if hasattr(prompts, "__len__") else None  # type: ignore[arg-type]
@@ -133,7 +135,7 @@ async def as_completed(
                     break
                 index, prompt = item
                 try:
-                    plan = client.plan(*_call(prompt, sampling, options))
+                    plan = client.plan(*_call(prompt, sampling, options, output))
                 except LLMError as exc:
                     yield emit(index, _failed(client, exc))
                     continue
@@ -178,13 +180,16 @@ def _remember(finished: OrderedDict[tuple[str, ...], Completion], key: tuple[str
 
 
 def _call(
-    prompt: MessagesInput | Prompt, sampling: SamplingParams | None, options: RequestOptions | None
+    prompt: MessagesInput | Prompt, sampling: SamplingParams | None, options: RequestOptions | None, output: Any = None
 ) -> tuple[MessagesInput, SamplingParams | None, RequestOptions | None, str | None]:
     """A batch item's arguments for ``client.plan``; a ``Prompt``'s own parameters win over the batch's."""
     if not isinstance(prompt, Prompt):
-        return prompt, sampling, options, None
+        return prompt, sampling, with_output(options, output), None
     own_sampling = merge(sampling, prompt.sampling) if prompt.sampling is not None else sampling
-    return prompt.messages, own_sampling, prompt.options or options, prompt.prefer_model  # type: ignore[return-value]
+    own_options = prompt.options or options
+    if own_options is None or own_options.output is None:
+        own_options = with_output(own_options, output)
+    return prompt.messages, own_sampling, own_options, prompt.prefer_model  # type: ignore[return-value]
 
 
 def _failed(client: LLMClient, exc: LLMError) -> Completion:
@@ -204,8 +209,10 @@ async def abatch(
     raise_on_error: bool = False,
     on_result: OnResult | None = None,
     max_in_flight: int | None = None,
+    output: Any = None,
 ) -> list[Any]:
-    """Every prompt's ``Completion`` in input order (``return_completions_only``: its text, None on failure).
+    """Every prompt's ``Completion`` in input order (``return_completions_only``: its text, None on failure; with
+    ``output``, its parsed value, None on failure).
 
     A failed prompt's completion has ``error`` set and the batch goes on, unless ``raise_on_error``. At most
     ``max_in_flight`` requests at once (default: ``limits.max_concurrency``, else 100). Cancelling (Ctrl-C for
@@ -220,6 +227,7 @@ async def abatch(
         show_progress=show_progress,
         on_result=on_result,
         max_in_flight=max_in_flight,
+        output=output,
     )
     try:
         async for index, completion in stream:
@@ -229,4 +237,7 @@ async def abatch(
     finally:
         await stream.aclose()
     ordered = [results[i] for i in range(len(results))]
-    return [c.text for c in ordered] if return_completions_only else ordered
+    if not return_completions_only:
+        return ordered
+    structured = output is not None or (options is not None and options.output is not None)
+    return [c.parsed for c in ordered] if structured else [c.text for c in ordered]

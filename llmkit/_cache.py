@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,21 @@ class ResponseCache:
     def _key(self, fingerprint: str) -> str:
         return f"{self.namespace}:{fingerprint}" if self.namespace else fingerprint
 
-    def get(self, fingerprints: list[str]) -> Completion | None:
-        """The first stored answer among ``fingerprints`` (one per model of the pool), marked as a cache hit."""
+    def get(
+        self, fingerprints: list[str], validate: Callable[[Completion], Completion | None] | None = None
+    ) -> Completion | None:
+        """The first stored answer among ``fingerprints`` (one per model of the pool), marked as a cache hit.
+
+        ``validate`` checks an entry again (an ``output=`` answer against today's type): None makes it a miss.
+        """
         start = time.perf_counter()
         for fingerprint in fingerprints:
             data = self._store.get(self._key(fingerprint))
             if data is not None:
-                completion = Completion.model_validate_json(data)
+                stored = Completion.model_validate_json(data)
+                completion = stored if validate is None else validate(stored)
+                if completion is None:
+                    continue
                 return completion.model_copy(
                     update={"cache_hit": True, "attempts": 0, "latency_s": time.perf_counter() - start}
                 )

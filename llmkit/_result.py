@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
 
 from .errors import LLMError
 
@@ -95,6 +96,7 @@ class Completion(BaseModel):
     attempts: int = 0
     cache_hit: bool = False
     error: LLMError | None = Field(None, exclude=True)
+    parsed: Any = Field(None, exclude=True, description="The validated value of an ``output=`` call; text is its JSON.")
     raw: dict[str, Any] | None = Field(None, repr=False, description="The provider response, as LiteLLM gave it.")
 
     @property
@@ -117,6 +119,8 @@ class Completion(BaseModel):
         """JSON-safe, without ``raw``; the error as a small dict."""
         data = self.model_dump(mode="json", exclude={"raw"})
         data["error"] = self.error.to_dict() if self.error is not None else None
+        if self.parsed is not None:
+            data["parsed"] = to_jsonable_python(self.parsed)
         return data
 
 
