@@ -179,7 +179,8 @@ class LiteLLMTransport:
             "messages": _messages_for(model, request.messages),
             "num_retries": 0,
             "max_retries": 0,
-            **{k: v for k, v in wanted.items() if k in allowed or k not in _BEST_EFFORT},
+            # An "off" knob (reasoning_effort="none") goes only to a model that has it: LiteLLM refuses it elsewhere.
+            **{k: v for k, v in wanted.items() if k in allowed or (k not in _BEST_EFFORT and not _is_off(k, v))},
         }
         if model.supports is not None:
             kwargs["allowed_openai_params"] = sorted(wanted)

@@ -270,6 +270,8 @@ def test_bad_output_arguments_raise_config_errors() -> None:
         ("gemini", SamplingParams(thinking_budget=0), {"thinkingBudget": 0}),
         ("gemini", SamplingParams(reasoning_effort="none"), {"thinkingBudget": 0}),
         ("anthropic", SamplingParams(thinking_budget=0), None),
+        ("openai", SamplingParams(thinking_budget=0), None),
+        ("openai", SamplingParams(reasoning_effort="none"), None),
     ],
 )
 async def test_thinking_off_reaches_the_wire(fake_provider, provider, sampling, expected) -> None:
@@ -280,5 +282,5 @@ async def test_thinking_off_reaches_the_wire(fake_provider, provider, sampling, 
         assert {
             k: v for k, v in body["generationConfig"]["thinkingConfig"].items() if k != "includeThoughts"
         } == expected
-    else:
-        assert "thinking" not in body
+    else:  # nothing to turn off: no thinking block for Claude, and gpt-4o-mini has no such knob to send
+        assert "thinking" not in body and "reasoning_effort" not in body
