@@ -116,7 +116,7 @@ class _Plan:
         """How each deployment will be asked for ``output=`` (asks LiteLLM what each model supports)."""
         if self.output is None:
             return {}
-        return {r.model.name: output_mode(r.model) for r in self.requests.values()}
+        return {r.model.name: r.options.output_mode or output_mode(r.model) for r in self.requests.values()}
 
     def reasked(self, messages: list[Message], **sampling: Any) -> _Plan:
         """The same call with ``messages`` appended (and ``sampling`` overridden); cached under the same keys."""
@@ -149,7 +149,8 @@ def _shaped(request: Request) -> Request:
         return request
     if request.sampling.json_mode:
         raise ConfigError("output= already asks for JSON; drop json_mode=True")
-    messages, fields = request_fields(output_spec(output), output_mode(request.model), request.messages)
+    mode = request.options.output_mode or output_mode(request.model)
+    messages, fields = request_fields(output_spec(output), mode, request.messages)
     # model_copy: RequestOptions refuses output= next to tools/response_format from a user, not from here.
     return replace(request, messages=messages, options=request.options.model_copy(update=fields))
 
@@ -466,7 +467,7 @@ class LLMClient:
         An invalid answer is re-asked with its errors; a cut one is sent again with max_tokens doubled when the call
         set max_tokens (else it fails at once, as does a refusal: re-asking those blindly would not help).
         """
-        mode = output_mode(self._deployments[index])
+        mode = view.requests[index].options.output_mode or output_mode(self._deployments[index])
         try:
             return validate_output(completion, spec, mode), view, None
         except Invalid as exc:

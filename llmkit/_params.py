@@ -166,6 +166,9 @@ class RequestOptions(_Params):
         "JSON Schema dict): it is asked for, validated and re-asked; Completion.parsed holds it."
     )
     max_output_retries: int = Field(2, ge=0, description="Re-asks after an answer that does not validate.")
+    output_mode: Literal["json_schema", "tool", "json"] | None = Field(
+        None, description="How output= is asked for; None: per deployment, from what the model supports."
+    )
 
     @field_validator("output")
     @classmethod

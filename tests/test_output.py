@@ -144,6 +144,13 @@ async def test_an_invalid_answer_is_reasked_once_with_its_errors(fake_provider, 
     assert "properties" not in feedback and "1888" not in feedback  # the errors, never the schema again
 
 
+@pytest.mark.parametrize("supports", [frozenset({"tools"}), frozenset()], ids=["tool", "json"])
+async def test_reasks_work_in_the_tool_and_json_modes(fake_provider, provider, supports) -> None:
+    llm = client(fake_provider, provider, supports=supports)
+    c = await llm.acomplete(f"{HEAT} [[bad_schema_once]]", output=Movie)
+    assert c.parsed == Movie(title="Heat", year=1995) and fake_provider.count == 2 and c.attempts == 2
+
+
 async def test_the_reask_budget_runs_out_with_a_clear_error(fake_provider, provider) -> None:
     llm = client(fake_provider, provider)
     with pytest.raises(OutputValidationError) as caught:

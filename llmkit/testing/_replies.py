@@ -272,7 +272,9 @@ def build_reply(prompt: Prompt, *, call_id: str, filtered: bool = False, mangle:
     if prompt.tool_result is not None:
         text = f"Tool result: {prompt.tool_result}"
     elif tool is not None:
-        arguments = schema_instance(tool.schema, prompt.last_user)
+        # A call forced by name is an answer format (structured output): a re-ask keeps the question's values.
+        forced = prompt.tool_choice == tool.name and prompt.first_user not in ("", prompt.last_user)
+        arguments = schema_instance(tool.schema, prompt.first_user if forced else prompt.last_user)
         calls = [ToolCall(call_id, tool.name, _violation(arguments) if mangle else arguments)]
     elif prompt.json_schema is not None or _schema_in_prompt(prompt) is not None:
         schema = prompt.json_schema or _schema_in_prompt(prompt) or {}
