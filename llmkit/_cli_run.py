@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import Completion, ConfigError, LLMClient, Model, Prompt, RateLimits, ResponseCache, RetryPolicy, SamplingParams
+from ._output import load_output
 from ._settings import CacheConfig, LLMKitSettings, PoolConfig, did_you_mean, find_config, load_config, searched_places
 from .errors import redact
 
@@ -278,12 +279,19 @@ class _Row:
     unpriced: int = 0
 
 
-def _record(line_id: str | int, completion: Completion, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
-    """One output line: the input's id, then the answer (or the error, with any configured secret masked)."""
+def _record(
+    line_id: str | int, completion: Completion, secrets: tuple[str, ...] = (), structured: bool = False
+) -> dict[str, Any]:
+    """One output line: the input's id, then the answer (or the error, with any configured secret masked).
+
+    ``structured`` (``--schema``): ``parsed`` holds the validated value, null when the answer never validated.
+    """
     data = completion.to_dict()
     record: dict[str, Any] = {"id": line_id}
     for key in _RESULT_FIELDS:
         record[key] = data[key]
+    if structured:
+        record["parsed"] = data.get("parsed")
     if completion.logprobs is not None:
         record["logprobs"] = data["logprobs"]
     if record["error"] is not None:
@@ -328,12 +336,19 @@ class _Tally:
 
 
 async def _run_all(
-    client: LLMClient, items: _Input, out: IO[str], tally: _Tally, progress: bool, max_in_flight: int | None
+    client: LLMClient,
+    items: _Input,
+    out: IO[str],
+    tally: _Tally,
+    progress: bool,
+    max_in_flight: int | None,
+    output: Any = None,
 ) -> None:
     """Write each result line as soon as it is done, so an interrupted run keeps everything finished so far."""
-    async for index, completion in client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight):
+    stream = client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight, output=output)
+    async for index, completion in stream:
         line_id = items.ids[index]
-        record = _record(line_id, completion, tally.secrets)
+        record = _record(line_id, completion, tally.secrets, output is not None)
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
         out.flush()
         row = tally.rows.setdefault(completion.model or "(no model)", _Row())
@@ -398,6 +413,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         note(f"... and {len(items.bad) - _MAX_BAD_LINES_SHOWN} more bad lines")
     if items.bad and args.on_bad_line == "stop":
         raise UsageError(f"{path}: {len(items.bad)} bad line(s); nothing was sent (--on-bad-line skip runs the others)")
+    try:
+        output = load_output(args.schema) if args.schema else None
+    except ConfigError as exc:
+        raise UsageError(exc.message) from None
     chosen = setup(args)
     note(chosen.source)
     pool = chosen.pool
@@ -432,7 +451,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 # LiteLLM prints "Give Feedback / Get Help" banners on stdout for every failed attempt; run writes
                 # nothing to stdout, and the errors themselves are in the results.
                 with contextlib.redirect_stdout(io.StringIO()):
-                    asyncio.run(_run_all(client, items, out, tally, not args.no_progress, args.max_in_flight))
+                    asyncio.run(
+                        _run_all(client, items, out, tally, not args.no_progress, args.max_in_flight, output)
+                    )
             except KeyboardInterrupt:
                 interrupted = True
         sent = server.count if server is not None else client.status.requests_sent

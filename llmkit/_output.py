@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError, create_model
@@ -26,6 +28,7 @@ __all__ = [
     "Mode",
     "OutputSpec",
     "choose_mode",
+    "load_output",
     "output_spec",
     "reask_messages",
     "request_fields",
@@ -75,6 +78,32 @@ def output_spec(output: Any) -> OutputSpec:
         return _type_spec(output)
     except TypeError:  # unhashable: not a type
         raise ConfigError(_bad_output(output, "it is not a type")) from None
+
+
+def load_output(spec: str) -> Any:
+    """An ``output=`` target named on a command line: a JSON Schema file, or ``module:Class`` (importable from cwd).
+
+    Raises ``ConfigError`` saying which it tried and why it failed; checked before anything is sent.
+    """
+    path = Path(spec)
+    if path.is_file():
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--schema {spec}: not a JSON Schema file ({exc})") from None
+        if not isinstance(schema, dict):
+            raise ConfigError(f"--schema {spec}: a JSON Schema is an object, not {type(schema).__name__}")
+        output_spec(schema)
+        return schema
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise ConfigError(f"--schema {spec}: no such file, and not module:Class (e.g. myapp.models:Movie)")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"--schema {spec}: cannot import {attribute} from {module_name} ({exc})") from None
+    output_spec(target)
+    return target
 
 
 def _bad_output(output: Any, why: str) -> str:

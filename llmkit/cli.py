@@ -303,6 +303,12 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--tpm", type=_positive(float), metavar="N", help="tokens per minute")
     limits.add_argument("--concurrency", type=_positive(int), metavar="N", help="requests in flight at once")
     limits.add_argument("--max-attempts", type=_positive(int), metavar="N", help="attempts per prompt; 1: no retries")
+    run.add_argument(
+        "--schema",
+        metavar="FILE|MODULE:CLASS",
+        help="answers must validate against this JSON Schema file or pydantic class: re-asked when not, 'parsed' on "
+        "each line (null and 'error' set when one never validates)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
 

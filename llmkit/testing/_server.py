@@ -250,10 +250,11 @@ class FakeProvider:
             self._seen.add(key)
             return seen
 
-    def _mangle(self, wire: Wire, model: str, texts: list[str]) -> str | None:
+    def _mangle(self, texts: list[str]) -> str | None:
         """The structured-output fault asked for anywhere in the prompt (a re-ask keeps the first message), if any.
 
-        The `_once` forms spoil only the first answer for that prompt text, so its re-ask validates.
+        The `_once` forms spoil only the first answer for that prompt text, whichever deployment answers it, so its
+        re-ask validates even when routed to another model.
         """
         for text in texts:
             found = parse_directives(text)
@@ -263,7 +264,7 @@ class FakeProvider:
                 if getattr(found, name):
                     return name
                 once = getattr(found, name + "_once")
-                if once and not self._remember(f"{name}:" + stable_id(wire.name, model, text)):
+                if once and not self._remember(f"{name}:" + stable_id(text)):
                     return name
         return None
 
@@ -418,7 +419,7 @@ class FakeProvider:
         if problem is not None:
             return self._error(wire, 400, "invalid", model, message=problem)
         rid = stable_id(wire.name, request.path, body)
-        mangle = self._mangle(wire, model, prompt.texts)
+        mangle = self._mangle(prompt.texts)
         reply = build_reply(prompt, call_id=wire.call_prefix + rid, filtered=directives.filter, mangle=mangle)
         meta = Meta(rid=rid, created=1_700_000_000 + int(rid[:6], 16) % 10_000_000, remember=self._remember)
         if not stream:
