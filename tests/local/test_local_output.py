@@ -36,4 +36,3 @@ def test_a_small_extraction_is_validated_in_the_tool_mode(local_model: Model) ->
     )
     assert label.parsed == "positive"
     assert llm.status.reasked == 0
-
