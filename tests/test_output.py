@@ -142,6 +142,8 @@ async def test_an_invalid_answer_is_reasked_once_with_its_errors(fake_provider, 
     feedback = last_user_text(fake_provider.requests[1].body)
     assert ("Invalid JSON" if directive == "bad_json_once" else "title: Input should be a valid string") in feedback
     assert "properties" not in feedback and "1888" not in feedback  # the errors, never the schema again
+    if directive == "bad_schema_once":  # both answers are 4 words ({"title": 12345, "year": 1995}): both are paid
+        assert c.usage.output_tokens == 2 * len(c.text.split()) and llm.status.usage == c.usage
 
 
 @pytest.mark.parametrize("supports", [frozenset({"tools"}), frozenset()], ids=["tool", "json"])
@@ -232,6 +234,19 @@ async def test_stream_yields_deltas_then_the_validated_completion(fake_provider,
     assert all(isinstance(d, StreamDelta) for d in deltas) and deltas
     assert final.parsed == Movie(title="Heat", year=1995) and final.attempts == 2
     assert fake_provider.count == 2 and llm.status.reasked == 1
+
+
+async def test_an_invalid_stream_is_never_cached(fake_provider, provider, tmp_path) -> None:
+    cache = ResponseCache(tmp_path / "cache")
+    llm = client(fake_provider, provider, cache=cache)
+    with pytest.raises(OutputValidationError):
+        async for _ in llm.astream(f"{HEAT} [[bad_schema]]", output=Movie):
+            pass
+    assert len(cache) == 0 and fake_provider.count == 3
+    *_, final = [item async for item in llm.astream(f"{HEAT} [[bad_schema_once]]", output=Movie)]
+    assert len(cache) == 1 and final.parsed == Movie(title="Heat", year=1995)
+    *_, hit = [item async for item in llm.astream(f"{HEAT} [[bad_schema_once]]", output=Movie)]
+    assert hit.cache_hit and hit.parsed == final.parsed and fake_provider.count == 5
 
 
 def test_sync_stream_and_complete_take_output(fake_provider) -> None:
