@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._budget import Budget, Scope
-from ._params import Prompt, RequestOptions, SamplingParams, as_params, explain_keywords, merge
+from ._params import Prompt, RequestOptions, SamplingParams, as_params, explain_keywords, merge, with_output
 from ._result import Completion
 from ._types import MessagesInput
 from .errors import ConfigError, LLMError
@@ -146,18 +146,20 @@ def as_completed(
     max_in_flight: int | None = None,
     budget: Budget | None = None,
     deadline_s: float | None = None,
+    output: Any = None,
 ) -> AsyncGenerator[tuple[int, Completion], None]:
     """``(index, completion)`` pairs as prompts finish, at most ``max_in_flight`` requests at once.
 
     Memory stays flat for any number of prompts: the iterable is pulled only as requests finish. ``on_result`` may be
     a function or a coroutine function (awaited before the pair is yielded). ``budget`` bounds this batch's spending,
-    ``deadline_s`` its wall time (on top of the client's budget and each prompt's own deadline). Raises
-    ``ConfigError`` at once for a bad ``max_in_flight``.
+    ``deadline_s`` its wall time (on top of the client's budget and each prompt's own deadline). ``output``: every
+    answer's type, as for ``complete`` (a ``Prompt``'s own options keep their own ``output``). Raises ``ConfigError``
+    at once for a bad ``max_in_flight``.
     """
     sampling, options = as_params(SamplingParams, sampling, "sampling"), as_params(RequestOptions, options, "options")
     limit = _in_flight_limit(client, max_in_flight)
     scope = Scope.of(budget, deadline_s) if budget is not None or deadline_s is not None else None
-    return _as_completed(client, prompts, sampling, options, show_progress, on_result, limit, scope)
+    return _as_completed(client, prompts, sampling, options, show_progress, on_result, limit, scope, output)
 
 
 async def _as_completed(
@@ -169,6 +171,7 @@ async def _as_completed(
     on_result: OnResult | None,
     limit: int,
     scope: Scope | None,
+    output: Any,
 ) -> AsyncGenerator[tuple[int, Completion], None]:
     total = len(prompts) if hasattr(prompts, "__len__") else None  # type: ignore[arg-type]
     progress = _Progress(client, total, show_progress, scope)
@@ -204,7 +207,7 @@ async def _as_completed(
                     break
                 index, prompt = item
                 try:
-                    plan = client.plan(*_call(prompt, sampling, options))
+                    plan = client.plan(*_call(prompt, sampling, options, output))
                 except LLMError as exc:
                     yield await emit(index, _failed(client, exc))
                     continue
@@ -258,13 +261,16 @@ def _remember(finished: OrderedDict[tuple[str, ...], Completion], key: tuple[str
 
 
 def _call(
-    prompt: MessagesInput | Prompt, sampling: SamplingParams | None, options: RequestOptions | None
+    prompt: MessagesInput | Prompt, sampling: SamplingParams | None, options: RequestOptions | None, output: Any = None
 ) -> tuple[MessagesInput, SamplingParams | None, RequestOptions | None, str | None]:
     """A batch item's arguments for ``client.plan``; a ``Prompt``'s own parameters win over the batch's."""
     if not isinstance(prompt, Prompt):
-        return prompt, sampling, options, None
+        return prompt, sampling, with_output(options, output), None
     own_sampling = merge(sampling, prompt.sampling) if prompt.sampling is not None else sampling
-    return prompt.messages, own_sampling, prompt.options or options, prompt.prefer_model  # type: ignore[return-value]
+    own_options = prompt.options or options
+    if own_options is None or own_options.output is None:
+        own_options = with_output(own_options, output)
+    return prompt.messages, own_sampling, own_options, prompt.prefer_model  # type: ignore[return-value]
 
 
 def _failed(client: LLMClient, exc: LLMError) -> Completion:
@@ -287,8 +293,10 @@ async def abatch(
     max_in_flight: int | None = None,
     budget: Budget | None = None,
     deadline_s: float | None = None,
+    output: Any = None,
 ) -> list[Any]:
-    """Every prompt's ``Completion`` in input order (``return_completions_only``: its text, None on failure).
+    """Every prompt's ``Completion`` in input order (``return_completions_only``: its text, None on failure; with
+    ``output``, its parsed value, None on failure).
 
     A failed prompt's completion has ``error`` set and the batch goes on, unless ``raise_on_error``. At most
     ``max_in_flight`` requests at once (default: ``limits.max_concurrency``, else 100). Cancelling (Ctrl-C for
@@ -305,6 +313,7 @@ async def abatch(
         max_in_flight=max_in_flight,
         budget=budget,
         deadline_s=deadline_s,
+        output=output,
     )
     try:
         async for index, completion in stream:
@@ -314,4 +323,8 @@ async def abatch(
     finally:
         await stream.aclose()
     ordered = [results[i] for i in range(len(results))]
-    return [c.text for c in ordered] if return_completions_only else ordered
+    if not return_completions_only:
+        return ordered
+    options = as_params(RequestOptions, options, "options")
+    structured = output is not None or (options is not None and options.output is not None)
+    return [c.parsed for c in ordered] if structured else [c.text for c in ordered]

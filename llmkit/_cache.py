@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +59,18 @@ class ResponseCache:
     def _key(self, fingerprint: str) -> str:
         return f"{self.namespace}:{fingerprint}" if self.namespace else fingerprint
 
-    def get(self, fingerprints: list[str]) -> Completion | None:
-        """The first stored answer among ``fingerprints`` (one per model of the pool), marked as a cache hit."""
+    def get(
+        self, fingerprints: list[str], validate: Callable[[Completion], Completion | None] | None = None
+    ) -> Completion | None:
+        """The first stored answer among ``fingerprints`` (one per model of the pool), marked as a cache hit.
+
+        ``validate`` checks an entry again (an ``output=`` answer against today's type): None makes it a miss.
+        """
         start = time.perf_counter()
         for fingerprint in fingerprints:
-            key = self._key(fingerprint)
-            completion = self._read(key)
+            completion = self._read(self._key(fingerprint))
+            if completion is not None and validate is not None:
+                completion = validate(completion)
             if completion is not None:
                 return completion.model_copy(
                     update={"cache_hit": True, "attempts": 0, "latency_s": time.perf_counter() - start}

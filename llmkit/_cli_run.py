@@ -25,6 +25,7 @@ from ._budget import Budget
 from ._cli_input import PromptFile, format_of
 from ._client import DEFAULT_TIMEOUT_S
 from ._outfile import OutputFile
+from ._output import load_output
 from ._settings import CacheConfig, LLMKitSettings, PoolConfig, find_config, load_config, searched_places
 from .errors import env_secrets, redact
 
@@ -202,12 +203,19 @@ class _Row:
     unpriced: int = 0
 
 
-def _record(line_id: str | int, completion: Completion, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
-    """One output line: the input's id, then the answer (or the error, with any configured secret masked)."""
+def _record(
+    line_id: str | int, completion: Completion, secrets: tuple[str, ...] = (), structured: bool = False
+) -> dict[str, Any]:
+    """One output line: the input's id, then the answer (or the error, with any configured secret masked).
+
+    ``structured`` (``--schema``): ``parsed`` holds the validated value, null when the answer never validated.
+    """
     data = completion.to_dict()
     record: dict[str, Any] = {"id": line_id}
     for key in _RESULT_FIELDS:
         record[key] = data[key]
+    if structured:
+        record["parsed"] = data.get("parsed")
     if completion.logprobs is not None:
         record["logprobs"] = data["logprobs"]
     if completion.metadata is not None:  # the input line's own, back as it came
@@ -232,12 +240,12 @@ _HINTS = {
     "ConfigError": "fix the configuration the message names",
     "InvalidResponseError": "the provider's answer could not be read; a rerun retries these",
     "ProviderError": "the provider or the connection failed; a rerun retries these",
+    "BudgetExceededError": "raise --max-cost; a rerun sends only these prompts (the answered ones are cached)",
 }
 # What a hint says instead when the local model (--local) failed: it is the one model, so "pick another" cannot help.
 _LOCAL_HINTS = {
     "UnsupportedFeatureError": "the local model (SmolLM2) cannot do this: drop that parameter from these prompts' "
     "sampling, or run them against a model that can (without --local)",
-    "BudgetExceededError": "raise --max-cost; a rerun sends only these prompts (the answered ones are cached)",
 }
 
 
@@ -323,22 +331,25 @@ async def _run_all(
     max_in_flight: int | None,
     provider_batch: bool = False,
     guards: dict[str, Any] | None = None,
+    output: Any = None,
 ) -> None:
     """Write the result lines in input order as soon as those before them are done (``_InOrder``), so an
     interrupted run keeps everything finished so far. ``provider_batch``: through the provider's batch API.
-    ``guards``: the batch's ``budget`` and ``deadline_s`` (--max-cost, --deadline).
+    ``guards``: the batch's ``budget`` and ``deadline_s`` (--max-cost, --deadline). ``output``: --schema's type.
     """
     if provider_batch:
         from ._cli_batch import provider_batch_results
 
         source = provider_batch_results(client, items, progress)
     else:
-        source = client.as_completed(items, show_progress=progress, max_in_flight=max_in_flight, **(guards or {}))
+        source = client.as_completed(
+            items, show_progress=progress, max_in_flight=max_in_flight, output=output, **(guards or {})
+        )
     lines = _InOrder(out)
     try:
         async for index, completion in source:
             line_id = items.ids[index]
-            record = _record(line_id, completion, tally.secrets)
+            record = _record(line_id, completion, tally.secrets, output is not None)
             if (metadata := items.metadata.pop(index, None)) is not None:  # a CSV row's other columns
                 record["metadata"] = metadata
             lines.add(index, json.dumps(record, ensure_ascii=False) + "\n")
@@ -413,6 +424,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}: {len(items.bad)} bad line(s); nothing was sent (--on-bad-line skip runs the others)")
     if not items.good:
         raise UsageError(f"{path}: no prompt to send ({len(items.bad)} bad line(s), the rest empty); nothing started")
+    try:
+        output = load_output(args.schema) if args.schema else None
+    except ConfigError as exc:
+        raise UsageError(exc.message) from None
     chosen = setup(args)
     note(chosen.source)
     pool = chosen.pool
@@ -454,7 +469,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 # nothing to stdout, and the errors themselves are in the results.
                 with contextlib.redirect_stdout(io.StringIO()):
                     progress, batch_api = not args.no_progress, getattr(args, "provider_batch", False)
-                    run = _run_all(client, items, out, tally, progress, args.max_in_flight, batch_api, _guards(args))
+                    guards = _guards(args)
+                    run = _run_all(client, items, out, tally, progress, args.max_in_flight, batch_api, guards, output)
                     asyncio.run(run)
             except KeyboardInterrupt:
                 interrupted = True

@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from . import _batch, _provider_batch, _sync
@@ -23,8 +23,30 @@ from ._cache import ResponseCache
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
 from ._messages import to_messages
-from ._params import Model, RateLimits, RequestOptions, RetryPolicy, SamplingParams, as_params, explain_keywords, merge
-from ._result import Completion, StreamDelta, ToolCallChunk
+from ._output import (
+    Invalid,
+    Mode,
+    OutputSpec,
+    answer_text,
+    choose_mode,
+    output_spec,
+    reask_messages,
+    request_fields,
+    revalidate,
+)
+from ._output import validate as validate_output
+from ._params import (
+    Model,
+    RateLimits,
+    RequestOptions,
+    RetryPolicy,
+    SamplingParams,
+    as_params,
+    explain_keywords,
+    merge,
+    with_output,
+)
+from ._result import Completion, StreamDelta, ToolCallChunk, Usage
 from ._retry import out_of_attempts, retrying, wait_s
 from ._router import Router
 from ._status import StatusTracker
@@ -39,7 +61,7 @@ from ._trace import (
     Tracer,
     WaitStarted,
 )
-from ._transport import LiteLLMTransport, Request, Transport, model_price
+from ._transport import LiteLLMTransport, Request, Transport, model_price, output_support
 from ._types import Message, MessagesInput
 from .errors import (
     AuthenticationError,
@@ -48,6 +70,7 @@ from .errors import (
     LLMError,
     ModelNotFoundError,
     NoModelAvailableError,
+    OutputValidationError,
     RateLimitError,
     TimeoutError,
     UnsupportedFeatureError,
@@ -121,6 +144,71 @@ class _Plan:
 
     def only(self, indexes: Collection[int]) -> _Plan:
         return replace(self, requests={i: self.requests[i] for i in indexes}, fallbacks=())
+
+    @property
+    def output(self) -> OutputSpec | None:
+        """The ``output=`` this call asks for (one per call: every deployment shares the options)."""
+        output = next(iter(self.requests.values())).options.output
+        return None if output is None else output_spec(output)
+
+    @property
+    def output_modes(self) -> dict[str, Mode]:
+        """How each deployment will be asked for ``output=`` (asks LiteLLM what each model supports)."""
+        if self.output is None:
+            return {}
+        return {r.model.name: r.options.output_mode or output_mode(r.model) for r in self.requests.values()}
+
+    def reasked(self, messages: list[Message], **sampling: Any) -> _Plan:
+        """The same call with ``messages`` appended (and ``sampling`` overridden); cached under the same keys."""
+        requests = {
+            i: replace(
+                r,
+                messages=[*r.messages, *messages],
+                sampling=merge(r.sampling, SamplingParams(**sampling)) if sampling else r.sampling,
+            )
+            for i, r in self.requests.items()
+        }
+        return replace(self, requests=requests)
+
+
+def output_mode(model: Model) -> Mode:
+    """Native JSON schema, a forced tool call, or JSON mode: what ``model`` declares, else what LiteLLM knows of it."""
+    if model.supports is not None:
+        return choose_mode(model.supports, False, False)
+    return choose_mode(None, *output_support(model.name))
+
+
+@dataclass
+class _Spent:
+    """Tokens and cost of every send of one ``output=`` call: a re-asked answer's price includes the bad answers."""
+
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = 0.0
+
+    def add(self, completion: Completion) -> None:
+        self.usage = self.usage + completion.usage
+        unpriced = self.cost_usd is None or completion.cost_usd is None
+        self.cost_usd = None if unpriced else (self.cost_usd or 0.0) + (completion.cost_usd or 0.0)
+
+    def charge(self, completion: Completion) -> Completion:
+        return completion.model_copy(update={"usage": self.usage, "cost_usd": self.cost_usd})
+
+
+def _output_retries(plan: _Plan) -> int:
+    return next(iter(plan.requests.values())).options.max_output_retries
+
+
+def _shaped(request: Request) -> Request:
+    """The request as sent: the ``output=`` type turned into this deployment's response format, tool or prompt."""
+    output = request.options.output
+    if output is None:
+        return request
+    if request.sampling.json_mode:
+        raise ConfigError("output= already asks for JSON; drop json_mode=True")
+    mode = request.options.output_mode or output_mode(request.model)
+    messages, fields = request_fields(output_spec(output), mode, request.messages)
+    # model_copy: RequestOptions refuses output= next to tools/response_format from a user, not from here.
+    return replace(request, messages=messages, options=request.options.model_copy(update=fields))
 
 
 def _as_models(models: Model | str | dict[str, Any] | Sequence[Model | str | dict[str, Any]] | None) -> list[Model]:
@@ -297,8 +385,13 @@ class LLMClient:
         sampling: SamplingParams | Mapping[str, Any] | None = None,
         options: RequestOptions | Mapping[str, Any] | None = None,
         prefer_model: str | None = None,
+        output: Any = None,
     ) -> Completion:
-        """One answer. Raises ``LLMError`` when it fails after every retry (``batch`` records errors instead)."""
+        """One answer. Raises ``LLMError`` when it fails after every retry (``batch`` records errors instead).
+
+        ``output``: the answer's type (see ``RequestOptions.output``); ``Completion.parsed`` holds the value.
+        """
+        options = with_output(as_params(RequestOptions, options, "options"), output)
         completion = await self._complete(self.plan(prompt, sampling, options, prefer_model))
         if completion.error is not None:
             raise completion.error
@@ -314,11 +407,15 @@ class LLMClient:
         sampling: SamplingParams | Mapping[str, Any] | None = None,
         options: RequestOptions | Mapping[str, Any] | None = None,
         prefer_model: str | None = None,
+        output: Any = None,
     ) -> AsyncIterator[StreamDelta | Completion]:
         """Text, thinking and tool-call deltas as they arrive, then the final ``Completion``.
 
         Failures before the first delta are retried like ``acomplete``; once text has been yielded a failure raises.
+        With ``output``, an answer that does not validate is re-asked (its deltas came first) and the final
+        ``Completion`` carries ``parsed``; ``OutputValidationError`` when the re-asks are spent.
         """
+        options = with_output(as_params(RequestOptions, options, "options"), output)
         plan = self.plan(prompt, sampling, options, prefer_model)
         if (hit := self._cached(plan)) is not None:
             if hit.thinking:
@@ -331,7 +428,8 @@ class LLMClient:
                 )
             yield hit
             return
-        async for item in self._stream(plan):
+        stream = self._stream(plan) if plan.output is None else self._structured_stream(plan)
+        async for item in stream:
             yield item
 
     @explain_keywords
@@ -342,9 +440,12 @@ class LLMClient:
         sampling: SamplingParams | Mapping[str, Any] | None = None,
         options: RequestOptions | Mapping[str, Any] | None = None,
         prefer_model: str | None = None,
+        output: Any = None,
     ) -> Iterator[StreamDelta | Completion]:
         """Sync twin of ``astream``."""
-        return _sync.iterate(self.astream(prompt, sampling=sampling, options=options, prefer_model=prefer_model))
+        return _sync.iterate(
+            self.astream(prompt, sampling=sampling, options=options, prefer_model=prefer_model, output=output)
+        )
 
     # -- the pipeline -----------------------------------------------------------------------------------------
 
@@ -405,27 +506,35 @@ class LLMClient:
 
     def _capable(self, plan: _Plan) -> _Plan:
         """The plan without the deployments that cannot do what it asks (``UnsupportedFeatureError``) or have no key
-        (``AuthenticationError``: the deployment leaves the pool, as after a 401); the first refusal if none can."""
+        (``AuthenticationError``: the deployment leaves the pool, as after a 401); the first refusal if none can.
+
+        An ``output=`` request is shaped here, per deployment, into what is sent (``_shaped``).
+        """
         refusals: list[UnsupportedFeatureError | AuthenticationError] = []
         requests: dict[int, Request] = {}
+        shaped = False
         for index, request in plan.requests.items():
+            sent = _shaped(request)
+            shaped = shaped or sent is not request
             try:
-                self._transport.check(request)
+                self._transport.check(sent)
             except AuthenticationError as exc:
                 self._router.on_failure(index, exc)
                 refusals.append(exc)
             except UnsupportedFeatureError as exc:
                 refusals.append(exc)
             else:
-                requests[index] = request
+                requests[index] = sent
         if not requests:
             raise refusals[0]
-        return replace(plan, requests=requests) if refusals else plan
+        return replace(plan, requests=requests) if refusals or shaped else plan
 
     def _cached(self, plan: _Plan) -> Completion | None:
         if self.cache is None:
             return None
-        hit = self.cache.get(list(dict.fromkeys(plan.fingerprints.values())))
+        spec = plan.output
+        validate = None if spec is None else (lambda completion: revalidate(completion, spec))
+        hit = self.cache.get(list(dict.fromkeys(plan.fingerprints.values())), validate)
         if hit is not None:
             metadata = next(iter(plan.requests.values())).options.metadata
             if hit.metadata != metadata:  # not part of the cache key: the answer carries this call's own
@@ -437,7 +546,9 @@ class LLMClient:
 
     def _store(self, plan: _Plan, index: int | None, completion: Completion) -> None:
         self.status.record(completion)
-        if self.cache is not None and index is not None and completion.ok:
+        # An output= answer is cached only once validated (parsed set): never one a re-ask may still replace.
+        validated = completion.parsed is not None or plan.output is None
+        if self.cache is not None and index is not None and completion.ok and validated:
             self.cache.put(plan.fingerprints[index], completion)
 
     async def _complete(self, plan: _Plan, scope: Scope | None = None) -> Completion:
@@ -448,7 +559,11 @@ class LLMClient:
         tries = self._tries(plan, scope)
         index: int | None = None
         try:
-            index, completion = await self._within_deadline(self._routed(plan, tries), tries)
+            if plan.output is None:
+                routed = self._routed(plan, tries)
+            else:
+                routed = self._structured(plan, plan.output, tries)
+            index, completion = await self._within_deadline(routed, tries)
         except LLMError as exc:
             index, completion = None, Completion(finish_reason="error", error=exc, model=exc.model)
         finally:
@@ -558,6 +673,78 @@ class LLMClient:
             except _NEXT_FALLBACK as exc:
                 refusal = _next_fallback(exc, refusal)
         raise refusal
+
+    async def _structured(self, plan: _Plan, spec: OutputSpec, tries: _Tries) -> tuple[int, Completion]:
+        """``_routed`` until the answer validates, up to ``max_output_retries`` re-asks (instructor's loop, around
+        the whole routed call); each re-ask gets a fresh transport-retry budget. The answer's usage and cost are
+        those of every send."""
+        view, failure, spent = plan, None, _Spent()
+        for reasks in range(_output_retries(plan) + 1):
+            if reasks:
+                tries.next_group()
+                self.status.add("reasked")
+            index, completion = await self._routed(view, tries)
+            spent.add(completion)
+            validated, view, failure = self._validated(view, index, completion, spec, reasks + 1)
+            if validated is not None:
+                return index, spent.charge(validated)
+        assert failure is not None
+        raise failure
+
+    def _validated(
+        self, view: _Plan, index: int, completion: Completion, spec: OutputSpec, sends: int
+    ) -> tuple[Completion | None, _Plan, OutputValidationError | None]:
+        """The answer validated, or (None, the call to send next, the error if no send is left).
+
+        An invalid answer is re-asked with its errors; a cut one is sent again with max_tokens doubled when the call
+        set max_tokens (else it fails at once, as does a refusal: re-asking those blindly would not help).
+        """
+        mode = view.requests[index].options.output_mode or output_mode(self._deployments[index])
+        try:
+            return validate_output(completion, spec, mode), view, None
+        except Invalid as exc:
+            text = answer_text(completion, spec, mode)
+            failure = OutputValidationError(
+                f"{completion.model}'s answer did not validate after {sends} sends: {exc}"[:1000],
+                text=text,
+                errors=exc.errors,
+                model=completion.model,
+            )
+            return None, view.reasked(reask_messages(text, exc.errors)), failure
+        except OutputValidationError as exc:
+            max_tokens = view.requests[index].sampling.max_tokens
+            if exc.reason != "length" or max_tokens is None:
+                raise
+            return None, view.reasked([], max_tokens=max_tokens * 2), exc
+
+    async def _structured_stream(self, plan: _Plan) -> AsyncIterator[StreamDelta | Completion]:
+        """``_stream`` until the final answer validates: the deltas of every send, then one validated Completion."""
+        spec = plan.output
+        assert spec is not None
+        view, failure, sent, spent = plan, None, 0, _Spent()
+        for reasks in range(_output_retries(plan) + 1):
+            if reasks:
+                self.status.add("reasked")
+            final: Completion | None = None
+            async for item in self._stream(view):
+                if isinstance(item, Completion):
+                    final = item
+                else:
+                    yield item
+            assert final is not None
+            sent += final.attempts
+            spent.add(final)
+            index = next(i for i, r in view.requests.items() if r.model.name == final.model)
+            validated, view, failure = self._validated(view, index, final, spec, reasks + 1)
+            if validated is not None:
+                validated = spent.charge(validated).model_copy(update={"attempts": sent})
+                if self.cache is not None:
+                    self.cache.put(plan.fingerprints[index], validated)
+                yield validated
+                return
+        assert failure is not None
+        self.status.record(Completion(finish_reason="error", error=failure))
+        raise failure
 
     async def _attempts(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
         """The first attempt runs bare; after a retryable failure, tenacity runs the rest.

@@ -1,7 +1,8 @@
 """The cache key: sha256 of a canonical JSON of everything that changes the answer, and nothing else.
 
 Canonical means dict key order, tuple vs list and 0 vs 0.0 do not change the key (LiteLLM's own cache key gets each
-of these wrong). The API key, api_base, timeout and metadata are left out: they do not change the answer.
+of these wrong). The API key, api_base, timeout and metadata are left out: they do not change the answer. An
+``output=`` type enters as its JSON schema.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ._messages import to_messages
+from ._output import output_spec
 from ._params import RequestOptions, SamplingParams
 from ._types import MessagesInput
 
@@ -52,5 +54,8 @@ def fingerprint(
         "options": opts,
         "provider_options": provider_options or None,
     }
+    if options is not None and options.output is not None:
+        # The schema, not the type's name: changing a field changes the key, renaming nothing else does.
+        payload["output"] = output_spec(options.output).key
     text = json.dumps(_canonical(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

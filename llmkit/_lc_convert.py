@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -33,14 +34,13 @@ from langchain_core.messages.tool import (
     tool_call,
     tool_call_chunk,
 )
-from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
-from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
+from langchain_core.output_parsers import JsonOutputParser
 from langchain_core.outputs import ChatGenerationChunk
-from langchain_core.runnables import Runnable
-from langchain_core.utils.function_calling import convert_to_openai_function, convert_to_openai_tool
-from langchain_core.utils.pydantic import is_basemodel_subclass
+from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.utils.function_calling import convert_to_json_schema
+from pydantic.v1 import BaseModel as BaseModelV1
 
-from . import Completion, ConfigError, RequestOptions, SamplingParams, StreamDelta, Usage, merge
+from . import Completion, ConfigError, OutputValidationError, RequestOptions, SamplingParams, StreamDelta, Usage, merge
 from . import ToolCall as LLMToolCall
 
 __all__ = [
@@ -48,7 +48,9 @@ __all__ = [
     "batch_result",
     "call_settings",
     "env_key",
+    "failed_output",
     "normalize_tool_choice",
+    "parsed_output",
     "provider_of",
     "structured_output",
     "to_ai_message",
@@ -177,11 +179,26 @@ def to_ai_message(completion: Completion) -> AIMessage:
     calls, invalid = _tool_calls(completion.tool_calls)
     return AIMessage(
         content=completion.text or "",
-        additional_kwargs=_reasoning_kwargs(completion.thinking, completion.thinking_blocks),
+        additional_kwargs=_reasoning_kwargs(completion.thinking, completion.thinking_blocks) | _parsed(completion),
         tool_calls=calls,
         invalid_tool_calls=invalid,
         usage_metadata=usage_metadata(completion.usage),
         response_metadata=response_metadata(completion),
+    )
+
+
+def _parsed(completion: Completion) -> dict[str, Any]:
+    """An ``output=`` answer's value, for ``with_structured_output``'s parser (ChatOpenAI keeps it there too)."""
+    return {"parsed": completion.parsed} if completion.parsed is not None else {}
+
+
+def failed_output(error: OutputValidationError) -> AIMessage:
+    """The last answer of an ``output=`` call that never validated: the parser raises ``error`` (include_raw keeps
+    the message beside it)."""
+    return AIMessage(
+        content=error.text or "",
+        additional_kwargs={"output_error": error},
+        response_metadata={"model_name": error.model, "finish_reason": "error"},
     )
 
 
@@ -295,7 +312,8 @@ class StreamConverter:
             content="" if self.text else completion.text or "",
             additional_kwargs=_reasoning_kwargs(
                 None if self.thinking else completion.thinking, completion.thinking_blocks
-            ),
+            )
+            | _parsed(completion),
             usage_metadata=usage_metadata(completion.usage),
             response_metadata=response_metadata(completion),
             chunk_position="last",
@@ -320,6 +338,8 @@ _OPTION_KWARGS = {
     "parallel_tool_calls": "parallel_tool_calls",
     "response_format": "response_format",
     "timeout": "timeout_s",
+    "output": "output",
+    "output_mode": "output_mode",
 }
 # `stream` is LangChain's own switch, read by BaseChatModel before it calls _generate or _stream.
 CALL_KWARGS = frozenset({*_SAMPLING_KWARGS, *_OPTION_KWARGS, "model", "stream"})
@@ -396,15 +416,29 @@ def normalize_tool_choice(choice: str | bool | dict[str, Any] | None, names: lis
     )
 
 
-def json_schema_format(schema: dict[str, Any] | type, strict: bool | None) -> dict[str, Any]:
-    """An OpenAI ``response_format``; LiteLLM translates it (Anthropic ``output_format``, Gemini ``responseSchema``)."""
-    function = convert_to_openai_function(schema, strict=strict)
-    json_schema: dict[str, Any] = {"name": function["name"], "schema": function["parameters"]}
-    if function.get("description"):
-        json_schema["description"] = function["description"]
-    if strict is not None:
-        json_schema["strict"] = strict
-    return {"type": "json_schema", "json_schema": json_schema}
+_METHOD_MODES = {"function_calling": "tool", "json_schema": "json_schema", "json_mode": "json"}
+
+
+def _output_target(schema: dict[str, Any] | type) -> dict[str, Any] | type:
+    """The schema as ``output=`` takes it: a type pydantic cannot describe (``typing.TypedDict`` before Python 3.12)
+    or an OpenAI function dict becomes its JSON schema, which parses to a dict as LangChain's parsers do."""
+    if isinstance(schema, dict) and "parameters" in schema and "name" in schema:
+        return {"title": schema["name"], **schema["parameters"]}
+    try:
+        RequestOptions(output=schema)
+    except ConfigError:
+        return convert_to_json_schema(schema)
+    return schema
+
+
+def parsed_output(message: BaseMessage) -> Any:
+    """The validated value ChatLLMKit put on the message, or the ``OutputValidationError`` it carries."""
+    kwargs = message.additional_kwargs
+    if "output_error" in kwargs:
+        raise kwargs["output_error"]
+    if "parsed" not in kwargs:
+        raise OutputParserException(f"the message has no parsed value: {str(message.content)[:200]!r}")
+    return kwargs["parsed"]
 
 
 def structured_output(
@@ -412,26 +446,20 @@ def structured_output(
 ) -> tuple[dict[str, Any], Runnable[Any, Any]]:
     """What ``with_structured_output`` binds to the model, and the parser for its answers.
 
-    ``ls_structured_output_format`` is LangChain's tracing key; BaseChatModel takes it out before the call.
+    With a schema it binds llmkit's ``output=`` (validation, re-asks, the disk cache) in the mode ``method`` names;
+    the answer's value travels in ``additional_kwargs["parsed"]``. llmkit decides ``strict`` itself (closed schemas
+    are strict). ``ls_structured_output_format`` is LangChain's tracing key; BaseChatModel takes it out before the
+    call.
     """
-    is_model = isinstance(schema, type) and is_basemodel_subclass(schema)
+    mode = _METHOD_MODES.get(method)
     traced = {"ls_structured_output_format": {"kwargs": {"method": method, "strict": strict}, "schema": schema}}
-    parser: Runnable[Any, Any] = JsonOutputParser()
-    if is_model:
-        parser = PydanticOutputParser(pydantic_object=schema)  # type: ignore[arg-type]
-    if method == "function_calling" and schema is not None:
-        tool = convert_to_openai_tool(schema, strict=strict)
-        name = tool["function"]["name"]
-        parser = (
-            PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]
-            if is_model
-            else JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
-        )
-        return {"tools": [tool], "tool_choice": name, **traced}, parser
-    if method == "json_schema" and schema is not None:
-        return {"response_format": json_schema_format(schema, strict), **traced}, parser
+    if schema is not None and mode is not None:
+        parser: Runnable[Any, Any] = RunnableLambda(parsed_output)
+        if isinstance(schema, type) and issubclass(schema, BaseModelV1):
+            parser = parser | RunnableLambda(schema.parse_obj)  # validated as its JSON schema, then built
+        return {"output": _output_target(schema), "output_mode": mode, **traced}, parser
     if method == "json_mode":
-        return {"response_format": {"type": "json_object"}, **(traced if schema is not None else {})}, parser
+        return {"response_format": {"type": "json_object"}}, JsonOutputParser()
     raise ConfigError(
         f"with_structured_output(method={method!r}) needs a schema and one of 'function_calling', 'json_schema', "
         "'json_mode' (only json_mode works without a schema)"

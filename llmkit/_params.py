@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from ._messages import to_messages
+from ._output import output_spec
 from .errors import ConfigError, did_you_mean
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "mask_options",
     "mask_url",
     "merge",
+    "with_output",
 ]
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
@@ -244,6 +246,21 @@ class RequestOptions(_Params):
     deadline_s: float | None = Field(None, gt=0, description="Whole call, every attempt and wait included.")
     first_token_timeout_s: float | None = Field(None, gt=0, description="Streams: longest wait for the first chunk.")
     stall_timeout_s: float | None = Field(None, gt=0, description="Streams: longest gap between two chunks.")
+    output: Any = Field(
+        None, description="Type of the answer (pydantic model, list[Model], TypedDict, dataclass, Literal, Enum, or a "
+        "JSON Schema dict): it is asked for, validated and re-asked; Completion.parsed holds it."
+    )
+    max_output_retries: int = Field(2, ge=0, description="Re-asks after an answer that does not validate.")
+    output_mode: Literal["json_schema", "tool", "json"] | None = Field(
+        None, description="How output= is asked for; None: per deployment, from what the model supports."
+    )
+
+    @field_validator("output")
+    @classmethod
+    def _output_usable(cls, value: Any) -> Any:
+        if value is not None:
+            output_spec(value)  # a type pydantic cannot describe fails here, not at the first request
+        return value
 
     @field_validator("tools", mode="before")
     @classmethod
@@ -265,7 +282,17 @@ class RequestOptions(_Params):
     def _check_tool_choice(self) -> RequestOptions:
         if self.tool_choice not in (None, "auto", "none") and not self.tools:
             raise ValueError(f"tool_choice={self.tool_choice!r} needs tools; pass tools=[...] or drop tool_choice")
+        if self.output is not None and (self.tools or self.response_format is not None):
+            raise ValueError("output= chooses the response format and tool itself; drop tools/response_format")
         return self
+
+
+def with_output(options: RequestOptions | None, output: Any) -> RequestOptions | None:
+    """``options`` with the call's ``output=`` set (it wins over one in ``options``); unchanged when None."""
+    if output is None:
+        return options
+    given = {name: getattr(options, name) for name in options.model_fields_set} if options is not None else {}
+    return RequestOptions(**{**given, "output": output})
 
 
 class Prompt(_Params):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
 
 from .errors import LLMError
 
@@ -96,6 +97,7 @@ class Completion(BaseModel):
     cache_hit: bool = False
     metadata: dict[str, Any] | None = Field(None, description="The call's RequestOptions.metadata, unchanged.")
     error: LLMError | None = Field(None, exclude=True)
+    parsed: Any = Field(None, exclude=True, description="The validated value of an ``output=`` call; text is its JSON.")
     raw: dict[str, Any] | None = Field(None, repr=False, description="The provider response, as LiteLLM gave it.")
 
     @property
@@ -118,6 +120,8 @@ class Completion(BaseModel):
         """JSON-safe, without ``raw``; the error as a small dict."""
         data = self.model_dump(mode="json", exclude={"raw"})
         data["error"] = self.error.to_dict() if self.error is not None else None
+        if self.parsed is not None:
+            data["parsed"] = to_jsonable_python(self.parsed)
         return data
 
 

@@ -19,6 +19,8 @@ class StatusTracker:
     succeeded: int = 0
     failed: int = 0
     retried: int = 0
+    reasked: int = 0
+    """Sends that re-asked for an ``output=`` answer that did not validate (each is also in ``requests_sent``)."""
     cache_hits: int = 0
     rate_limited: int = 0
     in_flight: int = 0

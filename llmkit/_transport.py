@@ -41,7 +41,15 @@ from .errors import (
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["LiteLLMTransport", "Request", "Transport", "map_exception", "model_price", "request_fields"]
+__all__ = [
+    "LiteLLMTransport",
+    "Request",
+    "Transport",
+    "map_exception",
+    "model_price",
+    "output_support",
+    "request_fields",
+]
 
 logger = logging.getLogger("llmkit")
 
@@ -148,6 +156,27 @@ def _check_key(model: Model) -> None:
         )
 
 
+@functools.lru_cache(maxsize=1024)
+def output_support(name: str) -> tuple[bool, bool]:
+    """(native JSON-schema output, function calling) as LiteLLM records them for this model; both False if unknown.
+
+    LiteLLM marks Claude models ``supports_response_schema`` even where it fakes it with a forced tool call; only
+    ``supports_native_structured_output`` means Anthropic's own ``output_format`` (litellm 1.109,
+    llms/anthropic/chat/transformation.py ``uses_native_structured_output``).
+    """
+    litellm = _litellm()
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(name)
+        native = bool(litellm.supports_response_schema(model=name))
+        if provider == "anthropic":
+            # Absent before litellm 1.109: then a forced tool call, which every Claude takes.
+            supports_native = getattr(litellm.utils, "supports_native_structured_output", None)
+            native = native and supports_native is not None and bool(supports_native(model=name))
+        return native, bool(litellm.supports_function_calling(model=name))
+    except Exception:  # an unknown model: JSON mode, unless Model(supports=...) says more
+        return False, False
+
+
 class LiteLLMTransport:
     """Every provider LiteLLM supports, through ``litellm.acompletion``."""
 
@@ -223,7 +252,8 @@ class LiteLLMTransport:
             "messages": _messages_for(model, request.messages),
             "num_retries": 0,
             "max_retries": 0,
-            **{k: v for k, v in wanted.items() if k in allowed or k not in _BEST_EFFORT},
+            # An "off" knob (reasoning_effort="none") goes only to a model that has it: LiteLLM refuses it elsewhere.
+            **{k: v for k, v in wanted.items() if k in allowed or (k not in _BEST_EFFORT and not _is_off(k, v))},
         }
         if model.supports is not None:
             kwargs["allowed_openai_params"] = sorted(wanted)
@@ -266,6 +296,10 @@ def _wanted_params(sampling: SamplingParams, options: RequestOptions) -> dict[st
         wanted["reasoning_effort"] = sampling.reasoning_effort
     if sampling.thinking_budget:
         wanted["thinking"] = {"type": "enabled", "budget_tokens": sampling.thinking_budget}
+    elif sampling.thinking_budget == 0:
+        # "Off", said the way LiteLLM maps per provider: Gemini 2.5 gets thinkingBudget=0 (a 0 budget_tokens would
+        # too), Claude no thinking block (Anthropic rejects budget_tokens below 1024).
+        wanted["reasoning_effort"] = "none"
     if sampling.json_mode:
         if options.response_format is not None:
             raise ConfigError("json_mode=True and response_format were both given; keep one")

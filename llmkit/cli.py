@@ -404,6 +404,12 @@ def _parser() -> argparse.ArgumentParser:
         "--deadline", type=_positive(float), metavar="SECONDS", help="fail what is not answered after this long"
     )
     guards.add_argument("--trace", metavar="DIR", help="write a redacted JSON-lines trace of every attempt to DIR")
+    run.add_argument(
+        "--schema",
+        metavar="FILE|MODULE:CLASS",
+        help="answers must validate against this JSON Schema file or pydantic class: re-asked when not, 'parsed' on "
+        "each line (null and 'error' set when one never validates)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--provider-batch",

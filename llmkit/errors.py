@@ -16,7 +16,8 @@ Retry, cooldowns and batches read nothing but ``retryable``::
         ├── InvalidResponseError         the provider's answer could not be parsed; retryable
         └── BadRequestError              400: never retried
             ├── ContextWindowExceededError   the prompt does not fit the model's context window
-            └── ContentFilterError           the provider refused the input on policy grounds
+            ├── ContentFilterError           the provider refused the input on policy grounds
+            └── OutputValidationError        the answer never matched ``output=`` (re-asks spent, refusal or cut)
 
 Errors carry provider, model, status, retry_after and request_id, never request bodies, headers or keys.
 """
@@ -40,6 +41,7 @@ __all__ = [
     "LLMError",
     "ModelNotFoundError",
     "NoModelAvailableError",
+    "OutputValidationError",
     "ProviderError",
     "RateLimitError",
     "TimeoutError",
@@ -168,6 +170,31 @@ class ContextWindowExceededError(BadRequestError):
 
 class ContentFilterError(BadRequestError):
     """The provider refused the request on content-policy grounds."""
+
+
+class OutputValidationError(BadRequestError):
+    """The answer never validated against ``output=``: its re-asks were spent, the model refused, or it was cut.
+
+    ``text`` is the last raw answer, ``errors`` the last validation errors (``{"loc": ..., "msg": ...}``) and
+    ``reason`` one of "invalid", "refusal" or "length". Never retried: sending the same request again would not help.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        text: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+        reason: str = "invalid",
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.text = text
+        self.errors = errors or []
+        self.reason = reason
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "reason": self.reason, "errors": self.errors}
 
 
 _MIN_SECRET_LEN = 6

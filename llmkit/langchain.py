@@ -39,6 +39,7 @@ from . import (
     ConfigError,
     LLMClient,
     Model,
+    OutputValidationError,
     Prompt,
     RateLimits,
     ResponseCache,
@@ -51,6 +52,7 @@ from ._lc_convert import (
     batch_result,
     call_settings,
     env_key,
+    failed_output,
     normalize_tool_choice,
     provider_of,
     structured_output,
@@ -269,7 +271,10 @@ class ChatLLMKit(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         client, call_args = self._request(stop, kwargs)
-        completion = client.complete(to_llmkit_messages(messages), **call_args)
+        try:
+            completion = client.complete(to_llmkit_messages(messages), **call_args)
+        except OutputValidationError as exc:
+            return ChatResult(generations=[ChatGeneration(message=failed_output(exc))])
         return ChatResult(generations=[ChatGeneration(message=to_ai_message(completion))])
 
     async def _agenerate(
@@ -280,7 +285,10 @@ class ChatLLMKit(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         client, call_args = self._request(stop, kwargs)
-        completion = await client.acomplete(to_llmkit_messages(messages), **call_args)
+        try:
+            completion = await client.acomplete(to_llmkit_messages(messages), **call_args)
+        except OutputValidationError as exc:
+            return ChatResult(generations=[ChatGeneration(message=failed_output(exc))])
         return ChatResult(generations=[ChatGeneration(message=to_ai_message(completion))])
 
     def _stream(
@@ -415,6 +423,8 @@ class ChatLLMKit(BaseChatModel):
 
     def _output(self, run_id: Any, completion: Completion) -> AIMessage | Exception:
         """What ``invoke`` would return for this completion (its error, or the message as LangChain finishes it)."""
+        if isinstance(completion.error, OutputValidationError):
+            return failed_output(completion.error)
         if completion.error is not None:
             return completion.error
         message = to_ai_message(completion)

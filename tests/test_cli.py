@@ -626,3 +626,57 @@ def test_python_dash_m_llmkit(tmp_path: Path) -> None:
         [sys.executable, "-m", "llmkit", "--help"], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and "usage: llmkit" in done.stdout
+
+
+# -- run --schema: structured output ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schema", ["file", "class"])
+def test_schema_writes_parsed_on_each_line_and_a_never_valid_answer_fails(
+    tmp_path: Path,
+    fake: FakeProvider,
+    fake_config: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    schema: str,
+) -> None:
+    write(
+        tmp_path / "films.py",
+        "from pydantic import BaseModel, Field\n\n"
+        "class Film(BaseModel):\n    title: str\n    year: int = Field(ge=1888)\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    film_schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "year": {"type": "integer", "minimum": 1888}},
+        "required": ["title", "year"],
+    }
+    target = str(write(tmp_path / "film.schema.json", json.dumps(film_schema))) if schema == "file" else "films:Film"
+    path = prompts(
+        tmp_path,
+        {"id": "ok", "prompt": "'Heat' came out in 1995"},
+        {"id": "fixed", "prompt": "'Ran' came out in 1985 [[bad_json_once]]"},
+        {"id": "never", "prompt": "'Up' came out in 2009 [[bad_schema]]"},
+    )
+    code, out, _ = run(capsys, str(path), "-o", "out.jsonl", "--model", "openai/gpt-4o-mini", "--schema", target)
+    assert code == 1
+    by_id = {r["id"]: r for r in results(tmp_path / "out.jsonl")}
+    assert by_id["ok"]["parsed"] == {"title": "Heat", "year": 1995} and by_id["ok"]["error"] is None
+    assert by_id["fixed"]["parsed"] == {"title": "Ran", "year": 1985} and by_id["fixed"]["attempts"] == 2
+    assert by_id["never"]["parsed"] is None and by_id["never"]["error"]["type"] == "OutputValidationError"
+    assert by_id["never"]["error"]["errors"] == [{"loc": "title", "msg": ANY_TYPE_ERROR[schema]}]
+    assert fake.count == 1 + 2 + 3
+
+
+ANY_TYPE_ERROR = {"file": "12345 is not of type 'string'", "class": "Input should be a valid string"}
+
+
+def test_a_schema_that_cannot_be_loaded_is_a_usage_error_before_sending(
+    tmp_path: Path, fake: FakeProvider, fake_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = prompts(tmp_path, {"id": "a", "prompt": "hi"})
+    code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--schema", "nowhere.json")
+    assert code == 2 and "not module:Class" in err
+    code, _, err = run(capsys, str(path), "-o", "out.jsonl", "--schema", "no_such_module_xyz:Film")
+    assert code == 2 and "cannot import Film from no_such_module_xyz" in err
+    assert fake.count == 0

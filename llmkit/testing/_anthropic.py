@@ -105,6 +105,9 @@ class AnthropicWire:
             model=model,
             texts=[text for text, _ in _segments(body)],
             last_user=last_user,
+            first_user=next(
+                (_content_text(m.get("content")) for m in messages if m.get("role") == "user"), last_user
+            ),
             tool_result=" ".join(_content_text(b.get("content")) for b in results) if results else None,
             tools=[ToolSpec(t["name"], t.get("input_schema") or {}) for t in body.get("tools") or [] if "name" in t],
             tool_choice={"any": "any", "none": "none", "tool": choice.get("name")}.get(choice.get("type", "auto")),

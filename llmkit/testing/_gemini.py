@@ -114,6 +114,14 @@ class GeminiWire:
             model=model,
             texts=texts,
             last_user=last_user,
+            first_user=next(
+                (
+                    " ".join(_part_text(p) for p in c.get("parts") or [])
+                    for c in contents
+                    if c.get("role", "user") == "user"
+                ),
+                last_user,
+            ),
             tool_result=" ".join(_result_text(r) for r in results) if results else None,
             tools=[
                 ToolSpec(d["name"], _get(d, "parametersJsonSchema") or d.get("parameters") or {}) for d in declarations

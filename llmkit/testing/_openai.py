@@ -46,6 +46,11 @@ def _text(content: Any) -> str:
     return " ".join(parts)
 
 
+def _finish(reply: Reply) -> str:
+    """OpenAI ends a refusal with "stop" and puts it in `message.refusal` (structured outputs guide)."""
+    return "stop" if reply.refusal is not None else _FINISH[reply.finish]
+
+
 def _logprobs(tokens: list[str], top_n: int) -> dict[str, Any]:
     entries = []
     for lp in token_logprobs(tokens, top_n):
@@ -97,6 +102,7 @@ class OpenAIWire:
             model=model,
             texts=texts,
             last_user=_text(users[-1].get("content")) if users else "",
+            first_user=_text(users[0].get("content")) if users else "",
             tool_result=_text(last.get("content")) if last.get("role") in ("tool", "function") else None,
             tools=[ToolSpec(t["name"], t.get("parameters") or {}) for t in tools],
             tool_choice=choice,
@@ -168,7 +174,12 @@ class OpenAIWire:
         ]
 
     def render(self, prompt: Prompt, reply: Reply, meta: Meta, body: dict[str, Any]) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": reply.text,
+            "refusal": reply.refusal,
+            "annotations": [],
+        }
         if reply.thinking is not None:
             message["reasoning_content"] = reply.thinking
         if reply.tool_calls:
@@ -180,7 +191,7 @@ class OpenAIWire:
             "created": meta.created,
             "model": prompt.model,
             "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": _FINISH[reply.finish]}],
+            "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": _finish(reply)}],
             "usage": self._usage(prompt, reply, meta, body),
         }
 
@@ -227,7 +238,9 @@ class OpenAIWire:
             args = call.arguments_json
             for j in range(0, len(args), 8):
                 frames.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[j : j + 8]}}]}))
-        frames.append(chunk({}, finish=_FINISH[reply.finish]))
+        if reply.refusal is not None:
+            frames.append(chunk({"refusal": reply.refusal}))
+        frames.append(chunk({}, finish=_finish(reply)))
         if include_usage:
             frames.append(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n")
         frames.append("data: [DONE]\n\n")

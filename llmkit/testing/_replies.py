@@ -50,8 +50,10 @@ SMALL_CONTEXT_LIMIT = 50
 # to another one later, still verifies, as real Anthropic signatures do.
 _THINKING_SECRET = b"llmkit.testing.FakeProvider thinking signature v1"
 _DIRECTIVE = re.compile(
-    r"\[\[(fail_once|fail|reset|invalid_json|sleep|filter|empty|error_body|echo_key|trickle|stall_after)(?::([^\]]*))?\]\]"
+    r"\[\[(fail_once|fail|reset|invalid_json|sleep|filter|empty|error_body|echo_key|trickle|stall_after|bad_json_once"
+    r"|bad_json|bad_schema_once|bad_schema|refuse)(?::([^\]]*))?\]\]"
 )
+_SCHEMA_IN_PROMPT = "JSON Schema:"
 _QUOTED = re.compile(r"(?<!\w)'([^'\n]+?)'(?!\w)|(?<!\w)\"([^\"\n]+?)\"(?!\w)")
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
 _ALTERNATIVES = ("the", " a", " and", " of", " to", " is", " in", " it", " that", " was", " for", " on")
@@ -105,12 +107,20 @@ class Directives:
     """Send the answer 10 bytes at a time, this many seconds apart (a reply that never trips a per-read timeout)."""
     stall_after: int | None = None
     """Stream this many frames, then send nothing more until the client hangs up."""
+    bad_json: bool = False
+    bad_json_once: bool = False
+    bad_schema: bool = False
+    bad_schema_once: bool = False
+    refuse: bool = False
 
 
 def parse_directives(text: str) -> Directives:
     """Read `[[fail:500]]`, `[[fail:429:2.5]]`, `[[fail_once:500]]`, `[[reset]]`, `[[invalid_json]]`,
     `[[sleep:1.5]]`, `[[filter]]`, `[[empty]]`, `[[error_body]]`, `[[echo_key:401]]`, `[[trickle:0.5]]`,
-    `[[stall_after:3]]`."""
+    `[[stall_after:3]]`, and the structured-output ones: `[[bad_json]]` (the JSON answer is cut short),
+    `[[bad_schema]]` (valid JSON that breaks the schema), their `_once` forms (only the first answer for that
+    prompt; the server remembers it) and `[[refuse]]` (a refusal: OpenAI's `refusal` field, Anthropic's "refusal"
+    stop reason, Gemini's SAFETY)."""
     found: dict[str, Any] = {}
     for name, arg in _DIRECTIVE.findall(text):
         try:
@@ -161,6 +171,8 @@ class Prompt:
     texts: list[str]
     """Every countable piece of the prompt (system, messages, tool JSON): prompt tokens are their words."""
     last_user: str
+    first_user: str = ""
+    """The first user message: a JSON answer after a re-ask still draws its values from the original question."""
     tool_result: str | None = None
     """The content of the last message when it is a tool result: the reply then reports it."""
     tools: list[ToolSpec] = field(default_factory=list)
@@ -185,6 +197,8 @@ class Reply:
     finish: str
     """One of "stop", "length", "tool_calls", "content_filter"; each format maps it to its own reason."""
     prompt_tokens: int
+    refusal: str | None = None
+    """A refusal message (finish is then "content_filter"; OpenAI sends it in `message.refusal`)."""
 
     @property
     def reasoning_tokens(self) -> int:
@@ -231,10 +245,39 @@ def _json_object_reply(prompt: Prompt) -> dict[str, Any]:
     return {k: k for k in keys} if keys else {"echo": prompt.last_user}
 
 
-def build_reply(prompt: Prompt, *, call_id: str, filtered: bool = False) -> Reply:
-    """The whole answer: thinking first, then a tool call, JSON or the echo, cut to `max_tokens` words."""
+def _schema_in_prompt(prompt: Prompt) -> dict[str, Any] | None:
+    """The JSON Schema a JSON-mode prompt carries after "JSON Schema:" (llmkit's ask where no schema mode exists)."""
+    for text in prompt.texts:
+        at = text.find(_SCHEMA_IN_PROMPT)
+        start = text.find("{", at) if at >= 0 else -1
+        if start >= 0:
+            try:
+                schema, _ = json.JSONDecoder().raw_decode(text[start:])
+            except json.JSONDecodeError:
+                continue
+            if isinstance(schema, dict):
+                return schema
+    return None
+
+
+def _violation(value: Any) -> Any:
+    """Valid JSON that breaks the schema `value` was built from: its first field gets the wrong type."""
+    if isinstance(value, dict) and value:
+        first = next(iter(value))
+        return {**value, first: 12345 if isinstance(value[first], str) else "not valid here"}
+    return ["not", "valid", "here"]
+
+
+def build_reply(prompt: Prompt, *, call_id: str, filtered: bool = False, mangle: str | None = None) -> Reply:
+    """The whole answer: thinking first, then a tool call, JSON or the echo, cut to `max_tokens` words.
+
+    `mangle` ("bad_json", "bad_schema" or "refuse") spoils a structured answer: a tool call's arguments (which the
+    Anthropic and Gemini formats carry as objects, so "bad_json" breaks the schema there), or JSON text.
+    """
     if filtered:
         return Reply(None, None, [], "content_filter", prompt.prompt_tokens)
+    if mangle == "refuse":
+        return Reply(None, None, [], "content_filter", prompt.prompt_tokens, refusal="I can't help with that.")
     thinking = f"Thinking about: {prompt.last_user}" if prompt.reasoning else None
     if thinking is not None and prompt.thinking_budget is not None:
         thinking = truncate(thinking, prompt.thinking_budget)
@@ -244,9 +287,17 @@ def build_reply(prompt: Prompt, *, call_id: str, filtered: bool = False) -> Repl
     if prompt.tool_result is not None:
         text = f"Tool result: {prompt.tool_result}"
     elif tool is not None:
-        calls = [ToolCall(call_id, tool.name, schema_instance(tool.schema, prompt.last_user))]
-    elif prompt.json_schema is not None:
-        text = json.dumps(schema_instance(prompt.json_schema, prompt.last_user), ensure_ascii=False)
+        # A call forced by name is an answer format (structured output): a re-ask keeps the question's values.
+        forced = prompt.tool_choice == tool.name and prompt.first_user not in ("", prompt.last_user)
+        arguments = schema_instance(tool.schema, prompt.first_user if forced else prompt.last_user)
+        calls = [ToolCall(call_id, tool.name, _violation(arguments) if mangle else arguments)]
+    elif prompt.json_schema is not None or _schema_in_prompt(prompt) is not None:
+        schema = prompt.json_schema or _schema_in_prompt(prompt) or {}
+        source = prompt.last_user if prompt.first_user in ("", prompt.last_user) else prompt.first_user
+        value = schema_instance(schema, source)
+        text = json.dumps(_violation(value) if mangle == "bad_schema" else value, ensure_ascii=False)
+        if mangle == "bad_json":
+            text = text[: max(len(text) // 2, 1)]
     elif prompt.json_mode:
         text = json.dumps(_json_object_reply(prompt), ensure_ascii=False)
     else:

@@ -268,6 +268,24 @@ class FakeProvider:
             self._seen.add(key)
             return seen
 
+    def _mangle(self, texts: list[str]) -> str | None:
+        """The structured-output fault asked for anywhere in the prompt (a re-ask keeps the first message), if any.
+
+        The `_once` forms spoil only the first answer for that prompt text, whichever deployment answers it, so its
+        re-ask validates even when routed to another model.
+        """
+        for text in texts:
+            found = parse_directives(text)
+            if found.refuse:
+                return "refuse"
+            for name in ("bad_json", "bad_schema"):
+                if getattr(found, name):
+                    return name
+                once = getattr(found, name + "_once")
+                if once and not self._remember(f"{name}:" + stable_id(text)):
+                    return name
+        return None
+
     def _take_fault(self) -> _Fault | None:
         if self._faults:
             return self._faults.pop(0)
@@ -433,7 +451,8 @@ class FakeProvider:
         if problem is not None:
             return self._error(wire, 400, "invalid", model, message=problem)
         rid = stable_id(wire.name, request.path, body)
-        reply = build_reply(prompt, call_id=wire.call_prefix + rid, filtered=directives.filter)
+        mangle = self._mangle(prompt.texts)
+        reply = build_reply(prompt, call_id=wire.call_prefix + rid, filtered=directives.filter, mangle=mangle)
         meta = Meta(rid=rid, created=1_700_000_000 + int(rid[:6], 16) % 10_000_000, remember=self._remember)
         if not stream and directives.trickle_s is None:
             return web.json_response(wire.render(prompt, reply, meta, body))

@@ -21,7 +21,7 @@ from langchain_core.rate_limiters import BaseRateLimiter
 from lc_support import Movie, get_weather
 from typing_extensions import TypedDict
 
-from llmkit import Completion, ConfigError, LLMClient, Model, RetryPolicy, ToolCall, Usage
+from llmkit import Completion, ConfigError, LLMClient, Model, OutputValidationError, RetryPolicy, ToolCall, Usage
 from llmkit.errors import BadRequestError
 from llmkit.langchain import ChatLLMKit
 
@@ -367,10 +367,10 @@ def test_structured_output_binds_the_right_request_and_parses(llm, transport, sc
 
 
 def test_include_raw_keeps_the_message_and_the_parsing_error(llm, transport) -> None:
-    transport.enqueue(Completion(text="not json"))
+    transport.enqueue(*[Completion(text="not json")] * 3)  # the first answer and its two re-asks (llmkit's core)
     result = llm.with_structured_output(Movie, method="json_schema", include_raw=True).invoke("?")
     assert (result["raw"].content, result["parsed"]) == ("not json", None)
-    assert result["parsing_error"] is not None
+    assert isinstance(result["parsing_error"], OutputValidationError) and len(transport.calls) == 3
 
 
 # -- secrets, serialization, imports ---------------------------------------------------------------------------

@@ -208,3 +208,19 @@ def test_an_ai_message_from_the_fake_round_trips_as_history(chat) -> None:
     first = llm.invoke("hello")
     assert isinstance(first, AIMessage)
     assert llm.invoke([HumanMessage("hello"), first, HumanMessage("again")]).content == "Echo: again"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("method", ["function_calling", "json_schema", "json_mode"])
+def test_structured_output_is_reasked_and_cached_by_the_core(fake_provider, provider, method, tmp_path) -> None:
+    """with_structured_output goes through llmkit's output= path: a bad answer is re-asked, the good one cached."""
+    fake_provider.reset()
+    model = Model(MODELS[provider], api_base=fake_provider.api_base(provider), api_key=API_KEY)
+    client = LLMClient(model, cache=tmp_path / "cache")
+    structured = ChatLLMKit(client=client).with_structured_output(Movie, method=method)
+    prompt = "'Heat' came out in 1995 [[bad_schema_once]]"
+    assert structured.invoke(prompt) == Movie(title="Heat", year=1995)
+    assert fake_provider.count == 2 and client.status.reasked == 1
+    assert structured.invoke(prompt) == Movie(title="Heat", year=1995) and fake_provider.count == 2
+    body = json.dumps(fake_provider.requests[0].body)
+    assert ("JSON Schema:" in body) == (method == "json_mode")
