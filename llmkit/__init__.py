@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from ._cache import ResponseCache
 from ._client import LLMClient
+from ._embed import EmbeddingOptions, EmbeddingResult
 from ._fingerprint import fingerprint
 from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
 from ._result import Completion, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
@@ -45,6 +46,8 @@ __all__ = [
     "ConfigError",
     "ContentFilterError",
     "ContextWindowExceededError",
+    "EmbeddingOptions",
+    "EmbeddingResult",
     "FakeProvider",
     "InvalidResponseError",
     "LLMClient",

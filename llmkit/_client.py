@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from . import _batch, _sync
+from . import _batch, _embed, _sync
 from ._cache import ResponseCache
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
@@ -494,6 +494,12 @@ class LLMClient:
     abatch = _batch.abatch
     batch = _sync.sync_twin(_batch.abatch)
     as_completed = _batch.as_completed
+
+    # -- embeddings: implemented in _embed as functions of the client ---------------------------------------
+
+    aembed = _embed.aembed
+    embed = _sync.sync_twin(_embed.aembed)
+    embed_as_completed = _embed.embed_as_completed
 
     def close(self) -> None:
         """Close the cache's files (the client is unusable for cached calls afterwards)."""

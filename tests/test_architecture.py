@@ -30,8 +30,11 @@ ALLOWED = {
     "local": {"_params", "errors"},
     "_settings": {"_cache", "_client", "_params", "errors"},
     "_batch": {"_client", "_params", "_result", "_types", "errors"},
+    "_vector_cache": {"_cache"},
+    "_embed": {"_batch", "_client", "_params", "_result", "_retry", "_transport", "_vector_cache", "errors"},
     "_client": {
         "_batch",
+        "_embed",
         "_cache",
         "_settings",
         "_fingerprint",
