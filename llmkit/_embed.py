@@ -21,10 +21,10 @@ from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field
 
 from . import _transport
-from ._batch import _in_flight_limit, _Progress
+from ._batch import _Progress
 from ._params import Model, _Params
 from ._result import Usage
 from ._retry import out_of_attempts, retrying, wait_s
@@ -42,6 +42,9 @@ _KEY_VERSION = "llmkit-embed-1"
 # Packing and tokens-per-minute estimate a text's tokens as chars / 3: above the ~4 chars per token of English, so a
 # packed request stays under a provider's token cap; a request refused anyway is split (see ``_send``).
 _CHARS_PER_TOKEN = 3
+# Requests in flight when neither max_in_flight nor limits.max_concurrency says: each carries up to a provider's
+# whole batch (2,048 texts for OpenAI), so this bounds memory at ~33,000 texts while keeping 16 requests busy.
+_DEFAULT_IN_FLIGHT = 16
 # Without a cache, this many recent vectors are kept so a nearby repeat is not sent again (bounded memory).
 _RECENT = 4096
 
@@ -105,17 +108,44 @@ class EmbeddingOptions(_Params):
 
 
 class EmbeddingResult(BaseModel):
-    """Vectors in input order (None where a text failed; its error is in ``errors`` under the same index)."""
+    """Vectors in input order (None where a text failed; its error is in ``errors`` under the same index).
+
+    The vectors are held as float32 arrays; ``vectors`` builds the lists of floats on first use, and ``as_numpy()``
+    builds its matrix straight from the float32 bytes.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    vectors: list[list[float] | None]
     errors: dict[int, LLMError] = Field(default_factory=dict, exclude=True)
     usage: Usage = Field(default_factory=Usage, description="Input tokens of the requests this call sent.")
     cost_usd: float | None = Field(None, description="Price of the requests sent (0 if none); None when unknown.")
     cache_hits: int = Field(0, description="Texts answered from the cache.")
     model: str = ""
     requests: int = Field(0, description="Embedding requests sent (retries included).")
+    _arrays: list[array[float] | None] = PrivateAttr(default_factory=list)
+    _lists: list[list[float] | None] | None = PrivateAttr(None)
+
+    @classmethod
+    def of(cls, arrays: list[array[float] | None], **fields: Any) -> EmbeddingResult:
+        result = cls(**fields)
+        result._arrays = arrays
+        return result
+
+    # Not in the repr: asyncio.run() reprs its main task's result on the way out (Python 3.11's signal check), and
+    # a million vectors as text took seconds.
+    @computed_field(repr=False)  # type: ignore[prop-decorator]
+    @property
+    def vectors(self) -> list[list[float] | None]:
+        """One list of floats per text, in input order; None for a text that failed."""
+        if self._lists is None:
+            self._lists = [None if a is None else a.tolist() for a in self._arrays]
+        return self._lists
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        return [("texts", len(self)), *super().__repr_args__()]
 
     @property
     def ok(self) -> bool:
@@ -126,9 +156,10 @@ class EmbeddingResult(BaseModel):
         import numpy as np
 
         if self.errors:
-            index = min(self.errors)
-            raise self.errors[index]
-        return np.asarray(self.vectors, dtype=np.float32)
+            raise self.errors[min(self.errors)]
+        arrays = cast("list[array[float]]", self._arrays)
+        flat = np.frombuffer(b"".join(a.tobytes() for a in arrays), dtype=np.float32)
+        return flat.reshape(len(arrays), len(arrays[0]) if arrays else 0)
 
 
 @dataclass
@@ -204,7 +235,7 @@ def _bad_input(run: _Run, text: object) -> ConfigError | None:
     return ConfigError(problem) if problem else None
 
 
-Outcome = tuple[int, "list[float] | LLMError", bool]
+Outcome = tuple[int, "array[float] | LLMError", bool]
 
 
 async def _stream(
@@ -214,7 +245,8 @@ async def _stream(
 
     Without a cache, the last ``remember`` vectors (None: all) answer repeats of texts already sent.
     """
-    limit = _in_flight_limit(run.client, max_in_flight)
+    concurrency = run.client.limits.max_concurrency if run.client.limits else None
+    limit = max_in_flight or concurrency or _DEFAULT_IN_FLIGHT
     source = enumerate(texts)
     waiting: dict[str, list[int]] = {}
     recent: OrderedDict[str, array[float]] = OrderedDict()
@@ -253,7 +285,7 @@ async def _stream(
                     continue
                 hit = run.cache.get(key) if run.cache is not None else recent.get(key)
                 if hit is not None:
-                    yield index, hit.tolist(), True
+                    yield index, hit, True
                     continue
                 waiting[key] = [index]
                 cost = _tokens(text)
@@ -270,9 +302,8 @@ async def _stream(
                     recent[key] = outcome
                     if remember is not None and len(recent) > remember:
                         recent.popitem(last=False)
-                value = outcome if isinstance(outcome, LLMError) else outcome.tolist()
                 for index in waiting.pop(key):
-                    yield index, value, False
+                    yield index, outcome, False
     finally:
         for task in tasks:
             task.cancel()
@@ -302,13 +333,10 @@ async def _send(run: _Run, batch: list[tuple[str, str]]) -> list[tuple[str, arra
     run.totals.usage += reply.input_tokens
     if run.totals.cost_usd is not None:
         run.totals.cost_usd = None if reply.cost_usd is None else run.totals.cost_usd + reply.cost_usd
-    out: list[tuple[str, array[float] | LLMError]] = []
-    for (key, _), vector in zip(batch, reply.vectors, strict=True):
-        stored = as_float32(vector)
-        if run.cache is not None:
-            run.cache.put(key, stored)
-        out.append((key, stored))
-    return out
+    out = [(key, as_float32(vector)) for (key, _), vector in zip(batch, reply.vectors, strict=True)]
+    if run.cache is not None:
+        run.cache.put_many(out)
+    return cast("list[tuple[str, array[float] | LLMError]]", out)
 
 
 async def _attempts(run: _Run, texts: list[str]) -> _transport.EmbedReply:
@@ -368,13 +396,13 @@ async def embed_as_completed(
 
     The iterable is pulled only as requests finish, so a generator of a million texts never sits in memory.
     ``model``: which model of the pool (default: the first). At most ``max_in_flight`` requests at once (default:
-    ``limits.max_concurrency``, else 100).
+    ``limits.max_concurrency``, else 16).
     """
     run = _resolve(client, options, model)
     stream = _stream(run, texts, max_in_flight)
     try:
         async for index, outcome, _ in stream:
-            yield index, outcome
+            yield index, outcome if isinstance(outcome, LLMError) else outcome.tolist()
     finally:
         await stream.aclose()
 
@@ -395,7 +423,7 @@ async def aembed(
         raise ConfigError("embed() takes a list of texts; wrap one text in a list: embed([text])")
     texts = list(texts)
     run = _resolve(client, options, model)
-    vectors: list[list[float] | None] = [None] * len(texts)
+    vectors: list[array[float] | None] = [None] * len(texts)
     errors: dict[int, LLMError] = {}
     hits = 0
     progress = _Progress(client, len(texts), show_progress)
@@ -415,8 +443,8 @@ async def aembed(
         await stream.aclose()
         progress.close(len(errors))
     totals = run.totals
-    return EmbeddingResult(
-        vectors=vectors,
+    return EmbeddingResult.of(
+        vectors,
         errors=errors,
         usage=Usage(input_tokens=totals.usage),
         cost_usd=totals.cost_usd,

@@ -51,9 +51,12 @@ class VectorCache:
         vector.frombytes(data)
         return vector
 
-    def put(self, key: str, vector: array[float]) -> None:
+    def put_many(self, items: list[tuple[str, array[float]]]) -> None:
+        """Store one request's vectors in one transaction: a commit per vector cost ~200 µs each."""
         try:
-            self._store.set(self._key(key), vector.tobytes(), expire=self._cache.ttl)
+            with self._store.transact():
+                for key, vector in items:
+                    self._store.set(self._key(key), vector.tobytes(), expire=self._cache.ttl)
         except Exception as exc:  # noqa: BLE001 - an answer that cannot be stored is still returned
             if not self._warned:
                 self._warned = True
