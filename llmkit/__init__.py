@@ -12,6 +12,7 @@ from . import errors
 from ._cache import ResponseCache
 from ._client import LLMClient
 from ._embed import EmbeddingOptions, EmbeddingResult
+from ._files import File
 from ._fingerprint import fingerprint
 from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
 from ._result import Completion, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
@@ -49,6 +50,7 @@ __all__ = [
     "EmbeddingOptions",
     "EmbeddingResult",
     "FakeProvider",
+    "File",
     "InvalidResponseError",
     "LLMClient",
     "LLMError",

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ._files import File
 from ._messages import to_messages
 from ._params import RequestOptions, SamplingParams
 from ._types import MessagesInput
@@ -23,6 +24,8 @@ _OPTION_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "response_forma
 
 
 def _canonical(value: Any) -> Any:
+    if isinstance(value, File):  # by content hash: the same bytes from another path or upload are the same request
+        return value.fingerprint()
     if isinstance(value, BaseModel):
         return _canonical(value.model_dump(exclude_none=True))
     if isinstance(value, dict):

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _normalize
+from . import _files, _normalize
 from ._params import Model, RequestOptions, SamplingParams
 from ._result import Completion, StreamDelta
 from ._types import Message
@@ -183,9 +183,39 @@ def _keeps_thinking_blocks(model: Model) -> bool:
 
 def _messages_for(model: Model, messages: list[Message]) -> list[Message]:
     """The history as this model takes it: another provider's thinking blocks are dropped (a pool may switch)."""
+    if files := _files.files_in(messages):
+        _check_files(model, files)
+        messages = _files.with_parts(messages, _files.File.content_part)
     if _keeps_thinking_blocks(model) or not any("thinking_blocks" in m for m in messages):
         return messages
     return [{k: v for k, v in m.items() if k != "thinking_blocks"} for m in messages]
+
+
+_FILE_SUPPORT = {"image": "supports_vision", "pdf": "supports_pdf_input", "audio": "supports_audio_input"}
+
+
+def _check_files(model: Model, files: list[_files.File]) -> None:
+    """``UnsupportedFeatureError`` for a file this model cannot take; a declared model needs ``vision``."""
+    for kind in dict.fromkeys(f.kind for f in files):
+        if model.supports is not None:
+            ok = "vision" in model.supports
+        else:
+            ok = kind != "other" and _takes(model.name, _FILE_SUPPORT[kind])
+        if not ok:
+            raise UnsupportedFeatureError(
+                f"{model.name} does not take {kind} input (vision); send it to a model that does "
+                "(gpt-4o, claude-sonnet-4-5, gemini-2.5-flash), or declare Model(..., supports={'vision'}) if it can",
+                model=model.name,
+                provider=model.provider,
+            )
+
+
+@functools.lru_cache(maxsize=256)
+def _takes(name: str, check: str) -> bool:
+    try:
+        return bool(getattr(_litellm(), check)(model=name))
+    except Exception:
+        return False
 
 
 def _wanted_params(sampling: SamplingParams, options: RequestOptions) -> dict[str, Any]:
