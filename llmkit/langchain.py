@@ -57,8 +57,9 @@ from ._lc_convert import (
     to_ai_message,
     to_llmkit_messages,
 )
+from ._lc_embeddings import LLMKitEmbeddings
 
-__all__ = ["ChatLLMKit"]
+__all__ = ["ChatLLMKit", "LLMKitEmbeddings"]
 
 logger = logging.getLogger(__name__)
 
