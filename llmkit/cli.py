@@ -22,6 +22,7 @@ from typing import IO, Any
 import yaml
 
 from . import ConfigError, LLMError, Model, ResponseCache, __version__
+from ._cli_embed import add_embed_command
 from ._cli_run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, cmd_run, note, setup, table
 from ._settings import ConfigFile, LLMKitSettings, find_config, load_config, searched_places
 from .errors import redact
@@ -305,6 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-attempts", type=_positive(int), metavar="N", help="attempts per prompt; 1: no retries")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
+    add_embed_command(commands, [common, source])
 
     config = commands.add_parser("config", help="show or check the config file")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND", required=True)
