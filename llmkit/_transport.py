@@ -478,9 +478,18 @@ async def aembed(model: Model, texts: list[str], params: dict[str, Any], timeout
         raise InvalidResponseError(
             f"{model.name} returned {len(data)} vectors for {len(texts)} inputs", model=model.name, retryable=True
         )
+    vectors = [item["embedding"] for item in data]
+    if any(not vector or not isinstance(vector[0], (int, float)) for vector in vectors):
+        # llama-cpp-python's server returns one vector per token for a model without a pooling type (SmolLM2).
+        raise InvalidResponseError(
+            f"{model.name} did not return one flat vector per input (per-token or empty embeddings); the server "
+            "must pool them (llama.cpp: --pooling mean)",
+            model=model.name,
+            retryable=False,
+        )
     usage = getattr(response, "usage", None)
     tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-    return EmbedReply([item["embedding"] for item in data], tokens, _cost(response))
+    return EmbedReply(vectors, tokens, _cost(response))
 
 
 def _openai_client(api_base: str | None, api_key: str | None, model: Model) -> Any:

@@ -308,3 +308,17 @@ def test_embed_as_completed_keeps_memory_flat(monkeypatch: pytest.MonkeyPatch) -
     past the 4,096 recent vectors kept for repeats when there is no cache)."""
     small, large = _peak_bytes(6_000, monkeypatch), _peak_bytes(36_000, monkeypatch)
     assert large < small * 1.3 + 200_000, (small, large)
+
+
+async def test_per_token_vectors_are_a_clear_error_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What llama-cpp-python's server sends for SmolLM2 with --embedding (no pooling): a list of vectors per input."""
+    from litellm.types.utils import EmbeddingResponse
+
+    async def per_token(**kwargs: Any) -> EmbeddingResponse:
+        data = [{"object": "embedding", "index": i, "embedding": [[0.1, 0.2], [0.3, 0.4]]} for i in range(2)]
+        return EmbeddingResponse(model="smollm2", data=data)
+
+    monkeypatch.setattr(litellm, "aembedding", per_token)
+    emb = LLMClient(Model("openai/smollm2", api_base="http://127.0.0.1:9/v1", api_key=KEY))
+    result = await emb.aembed(["hello world", "the cat"])
+    assert set(result.errors) == {0, 1} and "pool" in str(result.errors[0]) and result.requests == 1
