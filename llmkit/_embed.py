@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 from array import array
 from collections import OrderedDict
@@ -45,6 +46,8 @@ _CHARS_PER_TOKEN = 3
 # Requests in flight when neither max_in_flight nor limits.max_concurrency says: each carries up to a provider's
 # whole batch (2,048 texts for OpenAI), so this bounds memory at ~33,000 texts while keeping 16 requests busy.
 _DEFAULT_IN_FLIGHT = 16
+# Texts pulled from the input at a time: one cache query each.
+_LOOKUP_CHUNK = 256
 # Without a cache, this many recent vectors are kept so a nearby repeat is not sent again (bounded memory).
 _RECENT = 4096
 
@@ -269,30 +272,34 @@ async def _stream(
     try:
         while True:
             while not exhausted and len(tasks) < limit:
-                item = next(source, None)
-                if item is None:
+                chunk = list(itertools.islice(source, _LOOKUP_CHUNK))
+                if not chunk:
                     exhausted = True
                     if batch:
                         dispatch()
                     break
-                index, text = item
-                if (bad := _bad_input(run, text)) is not None:
-                    yield index, bad, False
-                    continue
-                key = run.key(text)
-                if key in waiting:
-                    waiting[key].append(index)
-                    continue
-                hit = run.cache.get(key) if run.cache is not None else recent.get(key)
-                if hit is not None:
-                    yield index, hit, True
-                    continue
-                waiting[key] = [index]
-                cost = _tokens(text)
-                if batch and (len(batch) >= run.limits.inputs or _over(run, batch_tokens + cost)):
-                    dispatch()
-                batch.append((key, text))
-                batch_tokens += cost
+                keyed: list[tuple[int, str, str]] = []
+                for index, text in chunk:
+                    if (bad := _bad_input(run, text)) is not None:
+                        yield index, bad, False
+                    else:
+                        keyed.append((index, text, run.key(text)))
+                # One query for the chunk: a lookup per text cost ~40 µs, the budget of a 20,000 texts/s rerun.
+                hits = run.cache.get_many([key for _, _, key in keyed]) if run.cache is not None else recent
+                for index, text, key in keyed:
+                    if key in waiting:
+                        waiting[key].append(index)
+                        continue
+                    hit = hits.get(key)
+                    if hit is not None:
+                        yield index, hit, True
+                        continue
+                    waiting[key] = [index]
+                    cost = _tokens(text)
+                    if batch and (len(batch) >= run.limits.inputs or _over(run, batch_tokens + cost)):
+                        dispatch()
+                    batch.append((key, text))
+                    batch_tokens += cost
             if not tasks:
                 return
             task = await done.get()
@@ -335,7 +342,8 @@ async def _send(run: _Run, batch: list[tuple[str, str]]) -> list[tuple[str, arra
         run.totals.cost_usd = None if reply.cost_usd is None else run.totals.cost_usd + reply.cost_usd
     out = [(key, as_float32(vector)) for (key, _), vector in zip(batch, reply.vectors, strict=True)]
     if run.cache is not None:
-        run.cache.put_many(out)
+        # SQLite's commit blocks ~100 µs per vector: in a thread it overlaps the other requests' network waits.
+        await asyncio.to_thread(run.cache.put_many, out)
     return cast("list[tuple[str, array[float] | LLMError]]", out)
 
 

@@ -126,6 +126,14 @@ async def test_vectors_are_stored_as_float32_bytes(fake_provider: FakeProvider, 
     assert len(store.get(key)) == 1536 * 4
 
 
+async def test_a_vector_over_32kb_is_stored_in_a_file_and_still_a_hit(fake_provider: FakeProvider, tmp_path) -> None:
+    emb = client(fake_provider, "openai", cache=tmp_path / "cache")
+    options = EmbeddingOptions(dimensions=9000)  # 36,000 bytes: diskcache keeps values over 32 KB in files
+    first = await emb.aembed(["big", "vectors"], options=options)
+    again = await emb.aembed(["big", "vectors"], options=options)
+    assert again.cache_hits == 2 and fake_provider.count == 1 and again.vectors == first.vectors
+
+
 async def test_a_bad_cache_entry_is_a_miss(fake_provider: FakeProvider, tmp_path) -> None:
     emb = client(fake_provider, "openai", cache=tmp_path / "cache")
     first = await emb.aembed(["text"])
