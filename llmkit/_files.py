@@ -2,11 +2,11 @@
 
 A ``File`` reads its bytes when built (a missing or unreadable path is a ``ConfigError`` naming it, before anything
 is sent), sniffs the MIME type from the bytes when none is given, and is keyed by the sha256 of its content: the
-same PDF read from two paths, or uploaded twice, is the same request to the cache. The content part LiteLLM expects
-is built at the transport edge (``content_part``); LiteLLM translates it per provider: ``image_url`` (OpenAI, and
-Anthropic ``image`` / Gemini ``inline_data``), ``file`` with ``file_data`` for documents (OpenAI ``file``, Anthropic
-``document``, Gemini ``inline_data``), ``input_audio`` for audio, and ``file`` with ``file_id`` once uploaded
-(https://docs.litellm.ai/docs/completion/document_understanding, .../completion/vision, .../completion/audio).
+same PDF read from two paths is the same request to the cache. The content part LiteLLM expects is built at the
+transport edge (``content_part``); LiteLLM translates it per provider: ``image_url`` (OpenAI, and Anthropic
+``image`` / Gemini ``inline_data``), ``file`` with ``file_data`` for documents (OpenAI ``file``, Anthropic
+``document``, Gemini ``inline_data``), ``input_audio`` for audio (https://docs.litellm.ai/docs/completion/vision,
+.../document_understanding, .../audio). Uploading instead of sending inline is not built yet.
 """
 
 from __future__ import annotations
@@ -109,10 +109,8 @@ class File:
     def data_url(self) -> str:
         return f"data:{self.mime_type};base64,{base64.b64encode(self.data or b'').decode()}"
 
-    def content_part(self, file_id: str | None = None) -> dict[str, Any]:
-        """The OpenAI-format part LiteLLM translates for each provider: inline, by URL, or by an uploaded id."""
-        if file_id is not None:
-            return {"type": "file", "file": {"file_id": file_id, "format": self.mime_type}}
+    def content_part(self) -> dict[str, Any]:
+        """The OpenAI-format part LiteLLM translates for each provider: the bytes inline, or the URL."""
         if self.kind == "image":
             return {"type": "image_url", "image_url": {"url": self.url or self.data_url()}}
         if self.url is not None:

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from ._files import UPLOADS, describe_part
+from ._files import describe_part
 from ._replies import Meta, Prompt, Reply, ToolSpec, context_limit, token_logprobs
 
 __all__ = ["OpenAIWire"]
@@ -38,7 +38,7 @@ def _text(content: Any) -> str:
         if kind == "text":
             parts.append(str(part.get("text", "")))
         elif kind in ("image_url", "file", "input_audio"):
-            parts.append(describe_part(part, UPLOADS) or f"[{kind}]")
+            parts.append(describe_part(part) or f"[{kind}]")
         elif kind:
             parts.append(f"[{kind.removeprefix('input_')}]")
     return " ".join(parts)
