@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -78,6 +79,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}: no such file")
     if output.suffix not in (".jsonl", ".npy"):
         raise UsageError(f"{output}: the output must end in .jsonl or .npy")
+    if output.suffix == ".npy" and importlib.util.find_spec("numpy") is None:
+        raise UsageError("writing .npy needs numpy: pip install 'llmkit[numpy]', or write .jsonl")
     if output.resolve() == path.resolve():
         raise UsageError(f"{output} is the input file; write the vectors elsewhere")
     ids, texts, bad = _read(path)

@@ -24,7 +24,7 @@ _OPTION_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "response_forma
 
 
 def _canonical(value: Any) -> Any:
-    if isinstance(value, File):  # by content hash: the same bytes from another path or upload are the same request
+    if isinstance(value, File):  # by content hash: the same bytes read from another path are the same request
         return value.fingerprint()
     if isinstance(value, BaseModel):
         return _canonical(value.model_dump(exclude_none=True))
