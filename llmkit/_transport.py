@@ -404,10 +404,12 @@ class EmbedReply:
     cost_usd: float | None
 
 
-# Routes where litellm.aembedding builds an OpenAI SDK client: it passes ``max_retries or DEFAULT_MAX_RETRIES``
+# On the openai route litellm.aembedding builds an OpenAI SDK client with ``max_retries or DEFAULT_MAX_RETRIES``
 # (llms/openai/openai.py ``OpenAIChatCompletion.embedding``, litellm 1.109.3), so max_retries=0 still retries a
 # 5xx twice, and it sets that on a client it is given. llmkit gives its own client, whose max_retries stays 0.
-_OPENAI_SDK_EMBED_ROUTES = frozenset({"openai", "together_ai", "nvidia_nim", "litellm_proxy"})
+# (together_ai, nvidia_nim and litellm_proxy share that code but have their own base URLs and keys: not covered.)
+_OPENAI_SDK_EMBED_ROUTE = "openai"
+_OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
 # LiteLLM's gemini route reads an input starting with these as a file reference or media, not text, and resolves
 # "files/..." with a GET to generativelanguage.googleapis.com whatever the api_base (gemini_embeddings/
 # batch_embed_content_transformation.py ``_is_multimodal_element``, litellm 1.109.3).
@@ -468,7 +470,7 @@ async def aembed(model: Model, texts: list[str], params: dict[str, Any], timeout
         kwargs["timeout"] = timeout_s
     kwargs.update(model.provider_options)
     try:
-        if model.provider in _OPENAI_SDK_EMBED_ROUTES and "client" not in kwargs:
+        if model.provider == _OPENAI_SDK_EMBED_ROUTE and "client" not in kwargs:
             kwargs["client"] = _openai_client(kwargs.get("api_base"), kwargs.get("api_key"), model)
         response = await litellm.aembedding(**kwargs)
     except Exception as exc:
@@ -503,6 +505,9 @@ def _openai_client(api_base: str | None, api_key: str | None, model: Model) -> A
             model=model.name,
             provider=model.provider,
         )
+    # The base LiteLLM would pick on this route (main.py embedding(): api_base, then these variables, then OpenAI's).
+    env_base = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+    api_base = api_base or env_base or _OPENAI_DEFAULT_BASE
     loop = asyncio.get_running_loop()
     clients = _EMBED_CLIENTS.setdefault(loop, {})
     slot = (api_base, hash(key))

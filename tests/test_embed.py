@@ -330,3 +330,16 @@ async def test_per_token_vectors_are_a_clear_error_not_a_crash(monkeypatch: pyte
     emb = LLMClient(Model("openai/smollm2", api_base="http://127.0.0.1:9/v1", api_key=KEY))
     result = await emb.aembed(["hello world", "the cat"])
     assert set(result.errors) == {0, 1} and "pool" in str(result.errors[0]) and result.requests == 1
+
+
+async def test_the_openai_route_takes_its_base_and_key_from_the_environment(fake_provider, monkeypatch) -> None:
+    """llmkit's own SDK client (retries off) finds the endpoint and key where LiteLLM would."""
+    monkeypatch.setenv("OPENAI_API_BASE", fake_provider.api_base("openai"))
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    fake_provider.fail_next(1, status=500)
+    result = await LLMClient(Model(MODELS["openai"]), retry=NO_RETRY).aembed(["a"])
+    assert fake_provider.count == 1 and isinstance(result.errors[0], ProviderError)  # one request: no SDK retry
+    assert (await LLMClient(Model(MODELS["openai"])).aembed(["a"])).ok
+    monkeypatch.delenv("OPENAI_API_KEY")
+    missing = await LLMClient(Model(MODELS["openai"])).aembed(["b"])
+    assert "OPENAI_API_KEY" in str(missing.errors[0]) and fake_provider.count == 2
