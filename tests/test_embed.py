@@ -201,9 +201,9 @@ async def test_a_429_cools_the_embedding_model_down(fake_provider: FakeProvider,
 
 
 async def test_a_429_on_gemini_is_a_rate_limit(fake_provider: FakeProvider) -> None:
-    fake_provider.fail_next(1, status=429, retry_after=1)
+    fake_provider.fail_next(1, status=429, retry_after=1.5)
     result = await client(fake_provider, "gemini").aembed(["a"])
-    assert isinstance(result.errors[0], RateLimitError)
+    assert isinstance(result.errors[0], RateLimitError) and result.errors[0].retry_after == 1.5
 
 
 async def test_tokens_per_minute_counts_input_tokens_and_caps_packing(fake_provider: FakeProvider, fake_sleep) -> None:
