@@ -12,6 +12,8 @@ from . import errors
 from ._budget import Budget
 from ._cache import ResponseCache
 from ._client import LLMClient
+from ._embed import EmbeddingOptions, EmbeddingResult
+from ._files import File
 from ._fingerprint import fingerprint
 from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
 from ._provider_batch import BatchJob, BatchStatus, ProviderJobStatus
@@ -58,8 +60,11 @@ __all__ = [
     "ConfigError",
     "ContentFilterError",
     "ContextWindowExceededError",
+    "EmbeddingOptions",
+    "EmbeddingResult",
     "FakeProvider",
     "Hooks",
+    "File",
     "InvalidResponseError",
     "LLMClient",
     "LLMError",

@@ -78,10 +78,11 @@ class _Progress:
 
                 self._bar = tqdm(total=total, unit="prompt", dynamic_ncols=True)
 
-    def update(self, completion: Completion, errors: int) -> None:
+    def update(self, completion: Completion | None, errors: int) -> None:
+        """One more item done; ``completion`` (None for an embedded text) tells a cache hit's saved work."""
         if self._bar is None:
             return
-        if completion.cache_hit:
+        if completion is not None and completion.cache_hit:
             self._hits += 1
             self._saved_tokens += completion.usage.total_tokens
             self._saved_cost += completion.cost_usd or 0.0

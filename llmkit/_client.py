@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from . import _batch, _provider_batch, _sync
+from . import _batch, _embed, _provider_batch, _sync
 from ._budget import Account, Budget, Reservation, Scope, WaitRefused, check_wait, deadline_at, declared_cost
 from ._cache import ResponseCache
 from ._fingerprint import fingerprint
@@ -945,6 +945,12 @@ class LLMClient:
 
     asubmit_batch = _provider_batch.asubmit_batch
     submit_batch = _sync.sync_twin(_provider_batch.asubmit_batch)
+
+    # -- embeddings: implemented in _embed as functions of the client ---------------------------------------
+
+    aembed = _embed.aembed
+    embed = _sync.sync_twin(_embed.aembed)
+    embed_as_completed = _embed.embed_as_completed
 
     def close(self) -> None:
         """Close the cache's files (the client is unusable for cached calls afterwards) and the trace files."""

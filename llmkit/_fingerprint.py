@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ._files import File
 from ._messages import to_messages
 from ._output import output_spec
 from ._params import RequestOptions, SamplingParams
@@ -25,6 +26,8 @@ _OPTION_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "response_forma
 
 
 def _canonical(value: Any) -> Any:
+    if isinstance(value, File):  # by content hash: the same bytes read from another path are the same request
+        return value.fingerprint()
     if isinstance(value, BaseModel):
         return _canonical(value.model_dump(exclude_none=True))
     if isinstance(value, dict):

@@ -12,11 +12,12 @@ import json
 import logging
 import os
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _normalize
+from . import _files, _normalize
 from ._budget import StreamTimer
 from ._params import Model, RequestOptions, SamplingParams, mask_url
 from ._result import Completion, StreamDelta
@@ -278,9 +279,39 @@ def _keeps_thinking_blocks(model: Model) -> bool:
 
 def _messages_for(model: Model, messages: list[Message]) -> list[Message]:
     """The history as this model takes it: another provider's thinking blocks are dropped (a pool may switch)."""
+    if files := _files.files_in(messages):
+        _check_files(model, files)
+        messages = _files.with_parts(messages, _files.File.content_part)
     if _keeps_thinking_blocks(model) or not any("thinking_blocks" in m for m in messages):
         return messages
     return [{k: v for k, v in m.items() if k != "thinking_blocks"} for m in messages]
+
+
+_FILE_SUPPORT = {"image": "supports_vision", "pdf": "supports_pdf_input", "audio": "supports_audio_input"}
+
+
+def _check_files(model: Model, files: list[_files.File]) -> None:
+    """``UnsupportedFeatureError`` for a file this model cannot take; a declared model needs ``vision``."""
+    for kind in dict.fromkeys(f.kind for f in files):
+        if model.supports is not None:
+            ok = "vision" in model.supports
+        else:
+            ok = kind != "other" and _takes(model.name, _FILE_SUPPORT[kind])
+        if not ok:
+            raise UnsupportedFeatureError(
+                f"{model.name} does not take {kind} input (vision); send it to a model that does "
+                "(gpt-4o, claude-sonnet-4-5, gemini-2.5-flash), or declare Model(..., supports={'vision'}) if it can",
+                model=model.name,
+                provider=model.provider,
+            )
+
+
+@functools.lru_cache(maxsize=256)
+def _takes(name: str, check: str) -> bool:
+    try:
+        return bool(getattr(_litellm(), check)(model=name))
+    except Exception:
+        return False
 
 
 def _wanted_params(sampling: SamplingParams, options: RequestOptions) -> dict[str, Any]:
@@ -538,3 +569,149 @@ def _in_chain(exc: BaseException, test: Callable[[BaseException], bool]) -> bool
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+# -- embeddings: kept apart from the chat code above ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbedReply:
+    """One embedding request's answer: a vector per input, in input order."""
+
+    vectors: list[list[float]]
+    input_tokens: int
+    cost_usd: float | None
+
+
+# On the openai route litellm.aembedding builds an OpenAI SDK client with ``max_retries or DEFAULT_MAX_RETRIES``
+# (llms/openai/openai.py ``OpenAIChatCompletion.embedding``, litellm 1.109.3), so max_retries=0 still retries a
+# 5xx twice, and it sets that on a client it is given. llmkit gives its own client, whose max_retries stays 0.
+# (together_ai, nvidia_nim and litellm_proxy share that code but have their own base URLs and keys: not covered.)
+_OPENAI_SDK_EMBED_ROUTE = "openai"
+_OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
+# LiteLLM's gemini route reads an input starting with these as a file reference or media, not text, and resolves
+# "files/..." with a GET to generativelanguage.googleapis.com whatever the api_base (gemini_embeddings/
+# batch_embed_content_transformation.py ``_is_multimodal_element``, litellm 1.109.3).
+_GEMINI_MEDIA_PREFIXES = ("files/", "gs://", "data:", "https://generativelanguage.googleapis.com/")
+
+
+def embed_input_problem(model: Model, text: str) -> str | None:
+    """Why this text cannot be sent to this model as text, or None."""
+    if model.provider in ("gemini", "vertex_ai") and text.startswith(_GEMINI_MEDIA_PREFIXES):
+        return (
+            f"LiteLLM's {model.provider} route would read a text starting with {text[:12]!r} as a file reference or "
+            "media, not as text; add a prefix (e.g. 'text: ') to embed it as text"
+        )
+    return None
+
+
+def check_embed(model: Model, params: dict[str, Any]) -> None:
+    """Raise ``UnsupportedFeatureError`` if LiteLLM would refuse these embedding parameters for this model."""
+    _embed_params_ok(model.name, tuple(sorted(params.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _embed_params_ok(name: str, params: tuple[tuple[str, Any], ...]) -> None:
+    """LiteLLM's own mapping of embedding params (``get_optional_params_embeddings``, what ``aembedding`` runs)."""
+    litellm = _litellm()
+    try:
+        model, provider, _, _ = litellm.get_llm_provider(name)
+    except Exception as exc:
+        raise ConfigError(f"LiteLLM does not know how to reach embedding model {name!r}: {exc}") from None
+    wanted = dict(params)
+    try:
+        mapped = litellm.utils.get_optional_params_embeddings(model=model, custom_llm_provider=provider, **wanted)
+    except litellm.UnsupportedParamsError as exc:
+        raise UnsupportedFeatureError(
+            f"{name} cannot take {sorted(wanted)} (LiteLLM: {str(exc)[:200]}); drop the option",
+            model=name,
+            provider=provider,
+        ) from None
+    # An option LiteLLM does not map is forwarded in extra_body, which an OpenAI-style API rejects or ignores.
+    for param in sorted(set(mapped.get("extra_body") or ()) & set(wanted)):
+        raise UnsupportedFeatureError(
+            f"{name} has no {param!r} (LiteLLM maps it for Gemini, Vertex, Cohere, Voyage); drop it, or pass the "
+            "provider's own field in EmbeddingOptions.provider_options",
+            model=name,
+            provider=provider,
+        )
+
+
+async def aembed(model: Model, texts: list[str], params: dict[str, Any], timeout_s: float | None) -> EmbedReply:
+    """One ``litellm.aembedding`` request for ``texts``; LiteLLM's errors mapped as for completions."""
+    litellm = _litellm()
+    kwargs: dict[str, Any] = {"model": model.name, "input": texts, "num_retries": 0, "max_retries": 0, **params}
+    if model.api_base:
+        kwargs["api_base"] = model.api_base
+    if model.api_key is not None:
+        kwargs["api_key"] = model.api_key.get_secret_value()
+    if timeout_s is not None:
+        kwargs["timeout"] = timeout_s
+    kwargs.update(model.provider_options)
+    try:
+        if model.provider == _OPENAI_SDK_EMBED_ROUTE and "client" not in kwargs:
+            kwargs["client"] = _openai_client(kwargs.get("api_base"), kwargs.get("api_key"), model)
+        response = await litellm.aembedding(**kwargs)
+    except Exception as exc:
+        raise map_exception(exc, model) from exc
+    data = sorted(response.data, key=lambda item: item["index"])
+    if len(data) != len(texts):
+        raise InvalidResponseError(
+            f"{model.name} returned {len(data)} vectors for {len(texts)} inputs", model=model.name, retryable=True
+        )
+    vectors = [item["embedding"] for item in data]
+    if any(not vector or not isinstance(vector[0], (int, float)) for vector in vectors):
+        # llama-cpp-python's server returns one vector per token for a model without a pooling type (SmolLM2).
+        raise InvalidResponseError(
+            f"{model.name} did not return one flat vector per input (per-token or empty embeddings); the server "
+            "must pool them (llama.cpp: --pooling mean)",
+            model=model.name,
+            retryable=False,
+        )
+    usage = getattr(response, "usage", None)
+    tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    return EmbedReply(vectors, tokens, _cost(response))
+
+
+def _openai_client(api_base: str | None, api_key: str | None, model: Model) -> Any:
+    """An AsyncOpenAI client with ``max_retries=0`` for this loop, base and key (one per loop: its pool is bound)."""
+    import asyncio
+
+    key = api_key or os.environ.get("OPENAI_API_KEY")
+    if not key:
+        raise AuthenticationError(
+            f"{model.name}: no API key; set OPENAI_API_KEY or Model(..., api_key=...)",
+            model=model.name,
+            provider=model.provider,
+        )
+    # The base LiteLLM would pick on this route (main.py embedding(): api_base, then these variables, then OpenAI's).
+    env_base = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
+    api_base = api_base or env_base or _OPENAI_DEFAULT_BASE
+    loop = asyncio.get_running_loop()
+    clients = _EMBED_CLIENTS.setdefault(loop, {})
+    slot = (api_base, hash(key))
+    client = clients.get(slot)
+    if client is None:
+        client = clients[slot] = _no_retry_openai()(api_key=key, base_url=api_base, max_retries=0)
+    return client
+
+
+@functools.cache
+def _no_retry_openai() -> type:
+    """AsyncOpenAI whose ``max_retries`` stays 0: LiteLLM overwrites it on a client it is given
+    (``OpenAIChatCompletion._set_dynamic_params_on_client``, litellm 1.109.3)."""
+    from openai import AsyncOpenAI
+
+    class NoRetryAsyncOpenAI(AsyncOpenAI):
+        @property  # type: ignore[override]
+        def max_retries(self) -> int:
+            return 0
+
+        @max_retries.setter
+        def max_retries(self, value: int) -> None:
+            pass
+
+    return NoRetryAsyncOpenAI
+
+
+_EMBED_CLIENTS: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, int], Any]] = weakref.WeakKeyDictionary()

@@ -22,6 +22,7 @@ from typing import IO, Any
 import yaml
 
 from . import ConfigError, LLMError, Model, ResponseCache, RetryPolicy, __version__
+from ._cli_embed import add_embed_command
 from ._cli_input import FORMATS
 from ._cli_run import (
     EXIT_FAILED,
@@ -420,6 +421,7 @@ def _parser() -> argparse.ArgumentParser:
     from ._cli_batch import add_parsers as add_batch_parsers  # here: _cli_batch imports from _cli_run, like cli
 
     add_batch_parsers(commands, common, source)
+    add_embed_command(commands, [common, source])
 
     config = commands.add_parser("config", help="show or check the config file")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND", required=True)

@@ -59,9 +59,10 @@ from ._lc_convert import (
     to_ai_message,
     to_llmkit_messages,
 )
+from ._lc_embeddings import LLMKitEmbeddings
 from .errors import did_you_mean
 
-__all__ = ["ChatLLMKit"]
+__all__ = ["ChatLLMKit", "LLMKitEmbeddings"]
 
 logger = logging.getLogger(__name__)
 

@@ -157,7 +157,9 @@ PIXEL = (
 async def test_list_content_mentions_images(fake: FakeProvider, provider: str) -> None:
     content = [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": PIXEL}}]
     response = await complete(fake, provider, [{"role": "user", "content": content}])
-    assert response.choices[0].message.content == "Echo: what is this [image]"
+    png = base64.b64decode(PIXEL.split(",", 1)[1])
+    echo = f"[image/png {len(png)} bytes sha256:{hashlib.sha256(png).hexdigest()[:12]}]"
+    assert response.choices[0].message.content == f"Echo: what is this {echo}"
 
 
 @pytest.mark.parametrize("provider", ["openai", "gemini"])

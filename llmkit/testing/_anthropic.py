@@ -12,6 +12,7 @@ import hmac
 import json
 from typing import Any
 
+from ._files import describe_part
 from ._replies import Meta, Prompt, Reply, ToolSpec, context_limit, count_words, sign_thinking
 
 __all__ = ["AnthropicWire"]
@@ -41,7 +42,7 @@ def _block_text(block: Any) -> str:
         return _content_text(block.get("content"))
     if kind in ("thinking", "redacted_thinking"):
         return ""  # earlier turns' thinking is not billed as input (it is stripped by the API)
-    return f"[{kind}]" if kind else ""
+    return describe_part(block) or (f"[{kind}]" if kind else "")
 
 
 def _content_text(content: Any) -> str:

@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from ._files import describe_part
 from ._replies import Meta, Prompt, Reply, ToolSpec, context_limit, token_logprobs
 
 __all__ = ["GeminiWire"]
@@ -48,7 +49,7 @@ def _part_text(part: dict[str, Any]) -> str:
     if "text" in part:
         return "" if part.get("thought") else str(part["text"])
     if _get(part, "inlineData") is not None or _get(part, "fileData") is not None:
-        return (
+        return describe_part(part) or (
             "[image]"
             if "image" in str(_get(_get(part, "inlineData") or _get(part, "fileData"), "mimeType"))
             else "[file]"

@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions and Embeddings wire format (`/v1/chat/completions`, `/v1/embeddings`).
+"""OpenAI Chat Completions wire format (`/v1/chat/completions`; embeddings are in `_embeddings`).
 
 Shapes follow https://platform.openai.com/docs/api-reference/chat and what the `openai` SDK that LiteLLM wraps
 parses. `message.reasoning_content` is not part of OpenAI's own API but is what LiteLLM reads from
@@ -7,13 +7,11 @@ OpenAI-compatible servers (vLLM, DeepSeek), so the fake returns it to make reaso
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import math
-import struct
 from typing import Any
 
+from ._files import describe_part
 from ._replies import Meta, Prompt, Reply, ToolSpec, context_limit, token_logprobs
 
 __all__ = ["OpenAIWire"]
@@ -39,8 +37,8 @@ def _text(content: Any) -> str:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
             parts.append(str(part.get("text", "")))
-        elif kind == "image_url":
-            parts.append("[image]")
+        elif kind in ("image_url", "file", "input_audio"):
+            parts.append(describe_part(part) or f"[{kind}]")
         elif kind:
             parts.append(f"[{kind.removeprefix('input_')}]")
     return " ".join(parts)
@@ -255,35 +253,4 @@ class OpenAIWire:
             "model": model,
             "choices": [],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        }
-
-    def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Deterministic unit vectors (`dimensions`, default 16), floats or base64 float32 like the real API."""
-        inputs = body.get("input")
-        if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
-            inputs = [inputs]
-        dims = int(body.get("dimensions") or 16)
-        data, tokens = [], 0
-        for i, item in enumerate(inputs or []):
-            text = item if isinstance(item, str) else " ".join(map(str, item))
-            tokens += len(text.split())
-            seed = hashlib.sha256(text.encode()).digest()
-            raw = [(seed[k % 32] + 13 * k) % 256 / 127.5 - 1.0 for k in range(dims)]
-            norm = math.sqrt(sum(v * v for v in raw)) or 1.0
-            vector = [v / norm for v in raw]
-            if body.get("encoding_format") == "base64":
-                data.append(
-                    {
-                        "object": "embedding",
-                        "index": i,
-                        "embedding": base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode(),
-                    }
-                )
-            else:
-                data.append({"object": "embedding", "index": i, "embedding": vector})
-        return {
-            "object": "list",
-            "data": data,
-            "model": body.get("model", ""),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }

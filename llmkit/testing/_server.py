@@ -27,6 +27,7 @@ from aiohttp import web
 
 from ._anthropic import AnthropicWire
 from ._batches import BatchStore
+from ._embeddings import embed_body, embed_problem
 from ._gemini import GeminiWire
 from ._openai import OpenAIWire
 from ._replies import Meta, Wire, build_reply, context_limit, parse_directives, stable_id
@@ -127,6 +128,9 @@ class FakeProvider:
             app.router.add_post(f"{prefix}/embeddings", self._route(openai, "embeddings"))
         app.router.add_post("/v1/messages", self._route(anthropic, "chat"))
         for version in ("v1", "v1beta", "v1alpha"):
+            # Gemini embeddings: before models/{target}, which would take them for chat.
+            embed = f"/{version}/models/{{target:[^/]+:batchEmbedContents}}"
+            app.router.add_post(embed, self._route(gemini, "embeddings"))
             app.router.add_post(f"/{version}/models/{{target}}", self._route(gemini, "chat"))
         self.batches.add_routes(app)
         # handler_cancellation: a client that gives up on a "timeout" fault frees its handler at once.
@@ -418,8 +422,15 @@ class FakeProvider:
         if model.startswith("missing"):
             return self._error(wire, 404, "not_found", model)
         if endpoint == "embeddings":
-            return web.json_response(self._openai.embeddings(body))
+            return self._embeddings(wire, body, model)
         return await self._chat(request, wire, body, model, stream, key)
+
+    def _embeddings(self, wire: Wire, body: dict[str, Any], model: str) -> web.Response:
+        problem = embed_problem(wire.name, body)
+        if problem is not None:
+            status, message = problem
+            return self._error(wire, status, "status" if status >= 429 else "invalid", model, message=message)
+        return web.json_response(embed_body(wire.name, body))
 
     async def _chat(
         self, request: web.Request, wire: Wire, body: dict[str, Any], model: str, stream: bool, key: str | None
