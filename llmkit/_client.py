@@ -515,8 +515,10 @@ class LLMClient:
             async for item in self._stream(view):
                 if isinstance(item, Completion):
                     final = item
-                else:
+                elif item.tool_call is None:
                     yield item
+                elif item.tool_call.arguments:  # output= allows no tools of its own: this is the forced answer
+                    yield StreamDelta(text=item.tool_call.arguments)
             assert final is not None
             sent += final.attempts
             spent.add(final)
