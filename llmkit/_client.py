@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from . import _batch, _embed, _provider_batch, _sync
@@ -27,6 +27,7 @@ from ._output import (
     Invalid,
     Mode,
     OutputSpec,
+    Spent,
     answer_text,
     choose_mode,
     output_spec,
@@ -46,7 +47,7 @@ from ._params import (
     merge,
     with_output,
 )
-from ._result import Completion, StreamDelta, ToolCallChunk, Usage
+from ._result import Completion, StreamDelta, ToolCallChunk
 from ._retry import out_of_attempts, retrying, wait_s
 from ._router import Router
 from ._status import StatusTracker
@@ -176,22 +177,6 @@ def output_mode(model: Model) -> Mode:
     if model.supports is not None:
         return choose_mode(model.supports, False, False)
     return choose_mode(None, *output_support(model.name))
-
-
-@dataclass
-class _Spent:
-    """Tokens and cost of every send of one ``output=`` call: a re-asked answer's price includes the bad answers."""
-
-    usage: Usage = field(default_factory=Usage)
-    cost_usd: float | None = 0.0
-
-    def add(self, completion: Completion) -> None:
-        self.usage = self.usage + completion.usage
-        unpriced = self.cost_usd is None or completion.cost_usd is None
-        self.cost_usd = None if unpriced else (self.cost_usd or 0.0) + (completion.cost_usd or 0.0)
-
-    def charge(self, completion: Completion) -> Completion:
-        return completion.model_copy(update={"usage": self.usage, "cost_usd": self.cost_usd})
 
 
 def _output_retries(plan: _Plan) -> int:
@@ -678,7 +663,7 @@ class LLMClient:
         """``_routed`` until the answer validates, up to ``max_output_retries`` re-asks (instructor's loop, around
         the whole routed call); each re-ask gets a fresh transport-retry budget. The answer's usage and cost are
         those of every send."""
-        view, failure, spent = plan, None, _Spent()
+        view, failure, spent = plan, None, Spent()
         for reasks in range(_output_retries(plan) + 1):
             if reasks:
                 tries.next_group()
@@ -721,7 +706,7 @@ class LLMClient:
         """``_stream`` until the final answer validates: the deltas of every send, then one validated Completion."""
         spec = plan.output
         assert spec is not None
-        view, failure, sent, spent = plan, None, 0, _Spent()
+        view, failure, sent, spent = plan, None, 0, Spent()
         for reasks in range(_output_retries(plan) + 1):
             if reasks:
                 self.status.add("reasked")
@@ -729,8 +714,10 @@ class LLMClient:
             async for item in self._stream(view):
                 if isinstance(item, Completion):
                     final = item
-                else:
+                elif item.tool_call is None:
                     yield item
+                elif item.tool_call.arguments:  # output= allows no tools of its own: this is the forced answer
+                    yield StreamDelta(text=item.tool_call.arguments)
             assert final is not None
             sent += final.attempts
             spent.add(final)

@@ -149,7 +149,8 @@ def completion_from_response(
     text = _text(message.get("content"))
     thinking = message.get("reasoning_content") or None
     reason = finish_reason(choice.get("finish_reason"), bool(calls))
-    if text is None and not calls and thinking is None and reason in (None, "stop"):
+    refused = bool(message.get("refusal"))  # OpenAI's refusal field: no content, but an answer
+    if text is None and not calls and thinking is None and not refused and reason in (None, "stop"):
         raise InvalidResponseError(
             f"{model} sent an empty answer (no choice, no text, no tool call); retried, never cached",
             model=model,

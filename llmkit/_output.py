@@ -14,19 +14,20 @@ import importlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError, create_model
 
-from ._result import Completion
+from ._result import Completion, Usage
 from ._types import Message
 from .errors import ConfigError, OutputValidationError
 
 __all__ = [
     "Mode",
     "OutputSpec",
+    "Spent",
     "choose_mode",
     "load_output",
     "output_spec",
@@ -200,6 +201,22 @@ def _name(title: Any) -> str:
 
 def _key(schema: dict[str, Any]) -> str:
     return json.dumps(schema, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass
+class Spent:
+    """Tokens and cost of every send of one ``output=`` call: a re-asked answer's price includes the bad answers."""
+
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = 0.0
+
+    def add(self, completion: Completion) -> None:
+        self.usage = self.usage + completion.usage
+        unpriced = self.cost_usd is None or completion.cost_usd is None
+        self.cost_usd = None if unpriced else (self.cost_usd or 0.0) + (completion.cost_usd or 0.0)
+
+    def charge(self, completion: Completion) -> Completion:
+        return completion.model_copy(update={"usage": self.usage, "cost_usd": self.cost_usd})
 
 
 def choose_mode(declared: frozenset[str] | None, native_schema: bool, tools: bool) -> Mode:

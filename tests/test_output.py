@@ -236,6 +236,14 @@ async def test_stream_yields_deltas_then_the_validated_completion(fake_provider,
     assert fake_provider.count == 2 and llm.status.reasked == 1
 
 
+async def test_a_tool_mode_stream_yields_the_answer_as_text(fake_provider, provider) -> None:
+    llm = client(fake_provider, provider, supports=frozenset({"tools"}))
+    *deltas, final = [item async for item in llm.astream(HEAT, output=Movie)]
+    assert all(d.tool_call is None and d.text for d in deltas)
+    assert json.loads("".join(d.text for d in deltas)) == json.loads(final.text) == {"title": "Heat", "year": 1995}
+    assert final.parsed == Movie(title="Heat", year=1995) and final.tool_calls == []
+
+
 async def test_an_invalid_stream_is_never_cached(fake_provider, provider, tmp_path) -> None:
     cache = ResponseCache(tmp_path / "cache")
     llm = client(fake_provider, provider, cache=cache)
