@@ -41,5 +41,5 @@ def test_readme_error_tree_matches_the_module() -> None:
 
     names_in_module = re.findall(r"[├└]── (\w+)", errors.__doc__)
     names_in_readme = re.findall(r"[├└]── (\w+)", README.read_text())
-    assert len(names_in_module) == 13 and names_in_module == names_in_readme
+    assert len(names_in_module) == 14 and names_in_module == names_in_readme
     assert all(hasattr(errors, name) for name in names_in_module)
