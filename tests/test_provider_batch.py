@@ -124,7 +124,7 @@ def test_expired_lines_are_errors_and_retry_failed_resubmits_only_them(fake_prov
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_cancel_cancels_every_provider_job_and_retry_live_sends_the_rest(fake_provider, tmp_path, provider) -> None:
-    fake_provider.batches.duration_s = 30
+    fake_provider.batches.duration_s = 600  # still validating (nothing answered) when the cancel arrives
     client = _client(fake_provider, provider, tmp_path / "cache")
     job = client.submit_batch(_prompts(9), max_requests_per_job=3)
     status = job.cancel()
