@@ -150,12 +150,13 @@ def test_a_rerun_of_the_same_submit_resumes_the_job_instead_of_submitting_again(
     assert all(r.ok for r in second.wait(poll_s=POLL_S))
 
 
-def test_load_from_another_client_collects_the_same_results(fake_provider, tmp_path) -> None:
+def test_load_from_another_client_collects_the_same_results(fake_provider, tmp_path, capsys) -> None:
     fake_provider.batches.duration_s = 0.2
     job = _client(fake_provider, "anthropic", tmp_path / "cache").submit_batch(_prompts(5))
     other = _client(fake_provider, "anthropic", tmp_path / "cache")
     loaded = BatchJob.load(job.id, other)
-    assert [r.text for r in loaded.wait(poll_s=POLL_S)] == [f"Echo: {p}" for p in _prompts(5)]
+    assert [r.text for r in loaded.wait(poll_s=POLL_S, show_progress=True)] == [f"Echo: {p}" for p in _prompts(5)]
+    assert "5/5" in capsys.readouterr().err  # the progress bar, on stderr
 
 
 def test_a_model_without_a_batch_api_fails_at_submit_naming_those_with_one(fake_provider, tmp_path) -> None:
