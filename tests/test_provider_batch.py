@@ -20,6 +20,7 @@ from llmkit import (
     SamplingParams,
     UnsupportedFeatureError,
 )
+from tests.test_e2e_providers import WEATHER
 
 MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-haiku-4-5"}
 POLL_S = 0.05
@@ -258,16 +259,6 @@ def test_polling_backs_off_waits_retry_after_and_survives_server_errors(fake_pro
     fake_provider.batches.fail_next("retrieve", status=429, retry_after=7)
     job.wait(poll_s=0.01)
     assert waits[0] == 7  # the provider's Retry-After, not the 0.01 s backoff
-
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 @pytest.mark.parametrize(
