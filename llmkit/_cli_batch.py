@@ -9,6 +9,7 @@ process writes the same lines ``run`` would.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import io
 import json
@@ -67,7 +68,8 @@ def _load(args: argparse.Namespace) -> BatchJob:
 
 
 def _quiet() -> contextlib.AbstractContextManager[Any]:
-    """LiteLLM prints banners on stdout for failures; stdout carries only what the user asked for."""
+    """LiteLLM prints banners on stdout for failures; stdout carries only what the user asked for. (Each command runs
+    its own event loop with ``asyncio.run``, as ``run`` does, so LiteLLM's background logging task ends with it.)"""
     return contextlib.redirect_stdout(io.StringIO())
 
 
@@ -82,9 +84,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}:{first}: {items.bad[first]}; {len(items.bad)} bad line(s), nothing was submitted")
     client = LLMClient(setup(args).pool.models, cache=_cache(args))
     with _quiet():
-        job = client.submit_batch(items, max_requests_per_job=args.max_requests_per_job)
+        job = asyncio.run(client.asubmit_batch(items, max_requests_per_job=args.max_requests_per_job))
     (job.path / _IDS).write_text(json.dumps(items.ids))
-    status = job.status()
+    status = job._status()  # counted from the manifest: no need to poll what was just submitted
     sent = status.prompts - status.cached
     note(f"submitted {sent} prompts in {len(status.jobs)} provider job(s); {status.cached} cached or repeated")
     write(job.id, sys.stdout)
@@ -98,7 +100,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     job = _load(args)
     with _quiet():
-        status = job.status()
+        status = asyncio.run(job.astatus())
     rows: list[tuple[str, ...]] = [
         ("job", "provider id", "state", "provider status", "lines", "ok", "failed", "expired", "cancelled")
     ]
@@ -119,10 +121,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     job = _load(args)
     with _quiet():
-        status = job.status()
+        status = asyncio.run(job.astatus())
         if not status.done and args.no_wait:
             raise UsageError(f"{job.id} has not ended ({status.in_progress} prompts in progress); drop --no-wait")
-        results = job.wait(show_progress=not args.no_progress)
+        results = asyncio.run(job.await_results(show_progress=not args.no_progress))
     ids_file = job.path / _IDS
     ids = json.loads(ids_file.read_text()) if ids_file.exists() else list(range(1, len(results) + 1))
     failed = 0
@@ -139,7 +141,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     job = _load(args)
     with _quiet():
-        status = job.cancel()
+        status = asyncio.run(job.acancel())
     write(f"{job.id}: cancel requested for {len(status.jobs)} provider job(s); {status.succeeded} already answered")
     return EXIT_OK
 

@@ -15,17 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
-
 from . import _sync, errors
 from ._batch import _call
+from ._batch_manifest import BatchStatus, Manifest, Part, ProviderJobStatus, split, write_atomic
 from ._batch_transport import BatchAPI, LineResult, batch_api
 from ._params import Model, Prompt, RequestOptions, SamplingParams
 from ._result import Completion
@@ -39,85 +36,7 @@ __all__ = ["BatchJob", "BatchStatus", "ProviderJobStatus", "asubmit_batch"]
 
 logger = logging.getLogger("llmkit")
 
-_FORMAT = "llmkit-provider-batch-1"
 _FAILED = ("errored", "expired", "cancelled")
-
-
-class ProviderJobStatus(BaseModel):
-    """One provider job: its id (None until submitted), state and line counts."""
-
-    model_config = ConfigDict(frozen=True)
-
-    part: int
-    provider_id: str | None
-    state: str
-    """prepared, submitting, submitted, collected or cancelled (llmkit's view)."""
-    provider_status: str | None = None
-    """The provider's own status (OpenAI's names; LiteLLM maps Anthropic's), when last polled."""
-    total: int
-    succeeded: int = 0
-    failed: int = 0
-    expired: int = 0
-    cancelled: int = 0
-
-
-class BatchStatus(BaseModel):
-    """Counts over every prompt of a provider batch, and per provider job."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    prompts: int
-    cached: int
-    """Prompts answered from the cache (or by an identical earlier prompt) and never submitted."""
-    pending: int
-    in_progress: int
-    succeeded: int
-    failed: int
-    expired: int
-    cancelled: int
-    jobs: list[ProviderJobStatus]
-
-    @property
-    def done(self) -> bool:
-        return self.pending == 0 and self.in_progress == 0
-
-
-@dataclass
-class _Part:
-    file: str
-    lines: int
-    state: str = "prepared"
-    provider_id: str | None = None
-    submitted_at: float | None = None
-    provider_status: str | None = None
-    done: int = 0
-    outcome: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass
-class _Manifest:
-    id: str
-    model: str
-    provider: str
-    api_base: str | None
-    prompts: int
-    parts: list[_Part]
-    submitted: int = 0
-    """Distinct prompts sent (the rest were cached or repeats); retried lines are not counted again."""
-    created_at: float = field(default_factory=time.time)
-
-    def to_json(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k != "parts"}
-        return {"format": _FORMAT, **data, "parts": [p.__dict__ for p in self.parts]}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> _Manifest:
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"unknown format {data.get('format')!r}")
-        fields = {k: v for k, v in data.items() if k not in ("format", "parts")}
-        return cls(**fields, parts=[_Part(**p) for p in data["parts"]])
 
 
 def _batches_dir(client: LLMClient) -> Path:
@@ -129,16 +48,6 @@ def _batches_dir(client: LLMClient) -> Path:
     return client.cache.path / "provider_batches"
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically and durably: a crash leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _pick_model(client: LLMClient, model: str | None) -> Model:
     if model is None:
         return client.models[0]
@@ -146,19 +55,6 @@ def _pick_model(client: LLMClient, model: str | None) -> Model:
         if candidate.name == model:
             return candidate
     raise ConfigError(f"model {model!r} is not in this client's pool {[m.name for m in client.models]}")
-
-
-def _split(lines: list[bytes], max_requests: int, max_bytes: int) -> list[list[bytes]]:
-    """Consecutive runs of lines, each within the provider's per-job request and byte limits."""
-    parts: list[list[bytes]] = [[]]
-    size = 0
-    for line in lines:
-        if parts[-1] and (len(parts[-1]) >= max_requests or size + len(line) > max_bytes):
-            parts.append([])
-            size = 0
-        parts[-1].append(line)
-        size += len(line)
-    return [p for p in parts if p]
 
 
 async def asubmit_batch(
@@ -206,18 +102,18 @@ async def asubmit_batch(
             return job
     directory.mkdir(parents=True, exist_ok=True)
     limit = min(max_requests_per_job or api.max_requests, api.max_requests)
-    parts = _split(lines, limit, api.max_bytes)
-    _write(directory / "inputs", "\n".join(fingerprints).encode())
-    _write(directory / "items.jsonl", b"".join(items))
+    parts = split(lines, limit, api.max_bytes)
+    write_atomic(directory / "inputs", "\n".join(fingerprints).encode())
+    write_atomic(directory / "items.jsonl", b"".join(items))
     for k, part in enumerate(parts):
-        _write(directory / f"part-{k}.jsonl", b"".join(part))
-    manifest = _Manifest(
+        write_atomic(directory / f"part-{k}.jsonl", b"".join(part))
+    manifest = Manifest(
         job_id,
         deployment.name,
         api.provider,
         deployment.api_base,
         len(fingerprints),
-        [_Part(f"part-{k}.jsonl", len(p)) for k, p in enumerate(parts)],
+        [Part(f"part-{k}.jsonl", len(p)) for k, p in enumerate(parts)],
         len(lines),
     )
     job = BatchJob(client, directory, manifest, fingerprints, api)
@@ -248,7 +144,7 @@ class BatchJob:
     poll_max_s: float = 60.0
 
     def __init__(
-        self, client: LLMClient, directory: Path, manifest: _Manifest, fingerprints: list[str], api: BatchAPI
+        self, client: LLMClient, directory: Path, manifest: Manifest, fingerprints: list[str], api: BatchAPI
     ) -> None:
         self.client = client
         self.id = manifest.id
@@ -290,7 +186,7 @@ class BatchJob:
     @classmethod
     def _open(cls, client: LLMClient, directory: Path) -> BatchJob:
         try:
-            manifest = _Manifest.from_json(json.loads((directory / "manifest.json").read_bytes()))
+            manifest = Manifest.from_json(json.loads((directory / "manifest.json").read_bytes()))
             fingerprints = (directory / "inputs").read_text().split("\n")
             if len(fingerprints) != manifest.prompts:
                 raise ValueError(f"{len(fingerprints)} fingerprints for {manifest.prompts} prompts")
@@ -306,7 +202,7 @@ class BatchJob:
         return cls(client, directory, manifest, fingerprints, batch_api(deployment))
 
     def _save(self) -> None:
-        _write(self._dir / "manifest.json", json.dumps(self._manifest.to_json(), separators=(",", ":")).encode())
+        write_atomic(self._dir / "manifest.json", json.dumps(self._manifest.to_json(), separators=(",", ":")).encode())
 
     def _finished(self) -> bool:
         return all(p.state in ("collected", "cancelled") for p in self._manifest.parts)
@@ -354,7 +250,7 @@ class BatchJob:
                 self._save()
         return self._finished()
 
-    def _collect(self, part: _Part, results: list[LineResult], message: str | None) -> None:
+    def _collect(self, part: Part, results: list[LineResult], message: str | None) -> None:
         """Store every answer in the cache and every failure in the manifest; lines without a result fail."""
         assert self.client.cache is not None
         for result in results:
@@ -529,9 +425,9 @@ class BatchJob:
                 part.outcome[custom_id] = "retried"
                 part.errors.pop(custom_id, None)
         first = len(self._manifest.parts)
-        for k, chunk in enumerate(_split(lines, self._api.max_requests, self._api.max_bytes), start=first):
-            _write(self._dir / f"part-{k}.jsonl", b"".join(chunk))
-            self._manifest.parts.append(_Part(f"part-{k}.jsonl", len(chunk)))
+        for k, chunk in enumerate(split(lines, self._api.max_requests, self._api.max_bytes), start=first):
+            write_atomic(self._dir / f"part-{k}.jsonl", b"".join(chunk))
+            self._manifest.parts.append(Part(f"part-{k}.jsonl", len(chunk)))
         self._save()
         await self._submit_prepared()
         return self

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from llmkit.cli import main
+from llmkit.testing import FakeProvider
 
 MARKER = "sk-MARKER-batch-cli-never-print"
+
+
+@pytest.fixture(scope="module")
+def module_fake() -> Iterator[FakeProvider]:
+    """This module's own server, stopped at its end: the OpenAI SDK's pooled connections from the CLI's closed event
+    loops are then closed with it, not at some later moment inside another test (test_client's cyclic-garbage test
+    counts every cycle created while it runs, in any thread)."""
+    with FakeProvider() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_provider(module_fake: FakeProvider) -> Iterator[FakeProvider]:
+    module_fake.reset()
+    yield module_fake
+    module_fake.reset()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from llmkit import (
     SamplingParams,
     UnsupportedFeatureError,
 )
+from tests.test_e2e_providers import WEATHER
 
 MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-haiku-4-5"}
 POLL_S = 0.05
@@ -124,7 +125,7 @@ def test_expired_lines_are_errors_and_retry_failed_resubmits_only_them(fake_prov
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_cancel_cancels_every_provider_job_and_retry_live_sends_the_rest(fake_provider, tmp_path, provider) -> None:
-    fake_provider.batches.duration_s = 30
+    fake_provider.batches.duration_s = 600  # still validating (nothing answered) when the cancel arrives
     client = _client(fake_provider, provider, tmp_path / "cache")
     job = client.submit_batch(_prompts(9), max_requests_per_job=3)
     status = job.cancel()
@@ -150,12 +151,13 @@ def test_a_rerun_of_the_same_submit_resumes_the_job_instead_of_submitting_again(
     assert all(r.ok for r in second.wait(poll_s=POLL_S))
 
 
-def test_load_from_another_client_collects_the_same_results(fake_provider, tmp_path) -> None:
+def test_load_from_another_client_collects_the_same_results(fake_provider, tmp_path, capsys) -> None:
     fake_provider.batches.duration_s = 0.2
     job = _client(fake_provider, "anthropic", tmp_path / "cache").submit_batch(_prompts(5))
     other = _client(fake_provider, "anthropic", tmp_path / "cache")
     loaded = BatchJob.load(job.id, other)
-    assert [r.text for r in loaded.wait(poll_s=POLL_S)] == [f"Echo: {p}" for p in _prompts(5)]
+    assert [r.text for r in loaded.wait(poll_s=POLL_S, show_progress=True)] == [f"Echo: {p}" for p in _prompts(5)]
+    assert "5/5" in capsys.readouterr().err  # the progress bar, on stderr
 
 
 def test_a_model_without_a_batch_api_fails_at_submit_naming_those_with_one(fake_provider, tmp_path) -> None:
@@ -257,16 +259,6 @@ def test_polling_backs_off_waits_retry_after_and_survives_server_errors(fake_pro
     fake_provider.batches.fail_next("retrieve", status=429, retry_after=7)
     job.wait(poll_s=0.01)
     assert waits[0] == 7  # the provider's Retry-After, not the 0.01 s backoff
-
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 @pytest.mark.parametrize(
