@@ -13,6 +13,7 @@ from ._cache import ResponseCache
 from ._client import LLMClient
 from ._fingerprint import fingerprint
 from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
+from ._redis import RedisState
 from ._result import Completion, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
 from ._status import StatusTracker
 from .errors import (
@@ -56,6 +57,7 @@ __all__ = [
     "ProviderError",
     "RateLimitError",
     "RateLimits",
+    "RedisState",
     "RequestOptions",
     "ResponseCache",
     "RetryPolicy",

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from . import _batch, _sync
 from ._cache import ResponseCache
@@ -37,6 +38,9 @@ from .errors import (
     RateLimitError,
     UnsupportedFeatureError,
 )
+
+if TYPE_CHECKING:
+    from ._redis import RedisState, SharedCache
 
 __all__ = ["LLMClient"]
 
@@ -98,8 +102,10 @@ def _as_models(models: Model | str | Sequence[Model | str] | None) -> list[Model
     return [Model(m) if isinstance(m, str) else m for m in models or ()]
 
 
-def _as_cache(cache: ResponseCache | str | os.PathLike[str] | None) -> ResponseCache | None:
-    if cache is None or isinstance(cache, ResponseCache):
+def _as_cache(
+    cache: ResponseCache | SharedCache | str | os.PathLike[str] | None,
+) -> ResponseCache | SharedCache | None:
+    if cache is None or not isinstance(cache, (str, os.PathLike)):
         return cache
     return ResponseCache(cache)
 
@@ -126,7 +132,8 @@ class LLMClient:
     ``models``: deployments (or model strings) routed by weight. ``sampling``: defaults for every call (a call's own
     sampling overrides it; a model's ``sampling`` is the lowest layer). ``cache``: a ``ResponseCache`` or a directory,
     None for no cache. ``context_window_fallbacks``: models tried in order, only for a prompt that a pool model
-    refused as too long. ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
+    refused as too long. ``shared``: a ``RedisState`` that holds the limits and cooldowns for every process using it.
+    ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
     """
 
     def __init__(
@@ -136,8 +143,9 @@ class LLMClient:
         sampling: SamplingParams | None = None,
         limits: RateLimits | None = None,
         retry: RetryPolicy | None = None,
-        cache: ResponseCache | str | os.PathLike[str] | None = None,
+        cache: ResponseCache | SharedCache | str | os.PathLike[str] | None = None,
         context_window_fallbacks: Model | str | Sequence[Model | str] | None = None,
+        shared: RedisState | None = None,
         transport: Transport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -158,8 +166,10 @@ class LLMClient:
         # key takes them out, as for any deployment, but routing only reaches them through _fallbacks).
         self._deployments = [*self.models, *self.context_window_fallbacks]
         self._router = Router(self._deployments, rng=random.Random(seed), clock=clock, pool_size=len(self.models))
+        self.shared = shared
+        self._shared_routing = shared.routing(self._router, self._deployments) if shared is not None else None
         self._limiter = self._new_limiter(limits, clock)
-        self._model_limiters = [self._new_limiter(m.limits, clock) for m in self._deployments]
+        self._model_limiters = [self._new_limiter(m.limits, clock, m) for m in self._deployments]
         self._default_sampling = [merge(m.sampling, sampling) for m in self._deployments]
 
     @classmethod
@@ -169,9 +179,17 @@ class LLMClient:
 
         return client_from_config(path, pool)
 
-    def _new_limiter(self, limits: RateLimits | None, clock: Callable[[], float]) -> RateLimiter | None:
+    def _new_limiter(
+        self, limits: RateLimits | None, clock: Callable[[], float], model: Model | None = None
+    ) -> RateLimiter | None:
+        """A limiter for the client (``model`` None) or one deployment; in Redis when the client has ``shared``."""
         if limits is None:
             return None
+        if self.shared is not None:
+            from ._redis import deployment_id
+
+            scope = "client" if model is None else deployment_id(model)
+            return self.shared.limiter(limits, scope, clock=clock, sleep=self._sleep, on_wait=self.status.waited)
         return RateLimiter(limits, clock=clock, sleep=self._sleep, on_wait=self.status.waited)
 
     def __repr__(self) -> str:
@@ -380,6 +398,8 @@ class LLMClient:
         try:
             if self._limiter is not None:
                 permits.append(await self._limiter.acquire(plan.tokens))
+            if self._shared_routing is not None:
+                await self._shared_routing.refresh()
             index, wait = self._router.pick(plan.requests.keys(), avoid=tries.last_failed, prefer=plan.prefer)
             if wait > 0:
                 self.status.waited("cooldown", wait)
@@ -421,6 +441,8 @@ class LLMClient:
         logger.info("attempt %d on %s failed: %s: %s", tries.total, name, type(exc).__name__, exc.message[:200])
         if not self._router.on_failure(index, exc, sent_at=tries.sent_at):
             tries.uncharged += 1
+        if self._shared_routing is not None:
+            self._shared_routing.publish(index)
         tries.last_failed = index
         if isinstance(exc, RateLimitError):
             self.status.add("rate_limited")

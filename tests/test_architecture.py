@@ -30,6 +30,7 @@ ALLOWED = {
     "local": {"_params", "errors"},
     "_settings": {"_cache", "_client", "_params", "errors"},
     "_batch": {"_client", "_params", "_result", "_types", "errors"},
+    "_redis": {"_cache", "_limiter", "_params", "_result", "_router", "errors"},
     "_client": {
         "_batch",
         "_cache",
@@ -38,6 +39,7 @@ ALLOWED = {
         "_limiter",
         "_messages",
         "_params",
+        "_redis",
         "_result",
         "_retry",
         "_router",
