@@ -207,8 +207,20 @@ class RedisState:
     def __repr__(self) -> str:
         return f"RedisState({_shown(self.url)!r}, namespace={self.namespace!r})"
 
-    def _options(self) -> dict[str, Any]:
-        return {"socket_timeout": self._timeout_s, "socket_connect_timeout": self._timeout_s}
+    def _options(self, for_asyncio: bool = False) -> dict[str, Any]:
+        """Bounded calls: redis-py's default retries a lost server 10 times with backoff (seconds per call during an
+        outage); one immediate retry is enough to replace a pooled connection the server dropped."""
+        from redis.backoff import NoBackoff
+
+        if for_asyncio:
+            from redis.asyncio.retry import Retry
+        else:
+            from redis.retry import Retry  # type: ignore[assignment]
+        return {
+            "socket_timeout": self._timeout_s,
+            "socket_connect_timeout": self._timeout_s,
+            "retry": Retry(NoBackoff(), 1),
+        }
 
     def key(self, *parts: str) -> str:
         return ":".join(("llmkit", self.namespace, *parts))
@@ -251,7 +263,7 @@ class RedisState:
         loop = asyncio.get_running_loop()
         client = self._async.get(loop)
         if client is None:
-            client = self._async[loop] = redis.asyncio.Redis.from_url(self.url, **self._options())
+            client = self._async[loop] = redis.asyncio.Redis.from_url(self.url, **self._options(True))
         return client
 
     def usable(self) -> bool:
@@ -480,13 +492,23 @@ class SharedRouting:
         self._cooldowns = [state.key("cooldown", i) for i in ids]
         self._removals = [state.key("removed", i) for i in ids]
         self._next_read = 0.0
+        self._reading: asyncio.Future[None] | None = None
 
     async def refresh(self) -> None:
-        """Merge the other processes' cooldowns and removals, at most every 50 ms."""
+        """Merge the other processes' cooldowns and removals, read at most every 50 ms; callers that arrive while a
+        read is on its way wait for it, so no request picks a deployment on state older than that."""
+        reading = self._reading
+        if reading is not None and not reading.done() and reading.get_loop() is asyncio.get_running_loop():
+            await asyncio.shield(reading)
+            return
         now = time.monotonic()
         if now < self._next_read or not self._state.usable():
             return
         self._next_read = now + _REFRESH_S
+        self._reading = asyncio.ensure_future(self._read())
+        await asyncio.shield(self._reading)
+
+    async def _read(self) -> None:
         try:
             pipe = self._state.aclient().pipeline(transaction=False)
             for cooldown, removed in zip(self._cooldowns, self._removals, strict=True):
