@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import Completion, ConfigError, LLMClient, Model, Prompt, RateLimits, ResponseCache, RetryPolicy, SamplingParams
-from ._settings import CacheConfig, LLMKitSettings, PoolConfig, did_you_mean, find_config, load_config, searched_places
+from ._settings import (
+    CacheConfig,
+    LLMKitSettings,
+    PoolConfig,
+    did_you_mean,
+    find_config,
+    load_config,
+    searched_places,
+    with_shared,
+)
 from .errors import redact
 
 __all__ = [
@@ -414,7 +423,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     interrupted = False
     with _backend(args, [*pool.models, *pool.context_window_fallbacks]) as (deployments, server):
         models, fallbacks = deployments[: len(pool.models)], deployments[len(pool.models) :]
-        cache = _cache(args, settings, pool.cache)
+        shared, cache = with_shared(pool, args.pool, _cache(args, settings, pool.cache))
+        if shared is not None:
+            note(f"shared limits, cooldowns and cache tier: {shared!r}")
         if cache is None:
             note("cache off")
         else:
@@ -426,6 +437,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             retry=retry,
             cache=cache,
             context_window_fallbacks=fallbacks,
+            shared=shared,
         )
         with client, open(args.output, "w", encoding="utf-8") as out:
             try:
@@ -437,6 +449,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 interrupted = True
         sent = server.count if server is not None else client.status.requests_sent
         retried, binding = client.status.retried, client.status.binding_limit
+        if shared is not None:
+            shared.close()
     write(_summary(tally.rows))
     failed = sum(r.failed for r in tally.rows.values())
     for line in tally.failures.lines():

@@ -28,7 +28,7 @@ ALLOWED = {
     "_transport": {"_normalize", "_params", "_result", "_types", "errors"},
     "_sync": set(),
     "local": {"_params", "errors"},
-    "_settings": {"_cache", "_client", "_params", "errors"},
+    "_settings": {"_cache", "_client", "_params", "_redis", "errors"},
     "_batch": {"_client", "_params", "_result", "_types", "errors"},
     "_redis": {"_cache", "_limiter", "_params", "_result", "_router", "errors"},
     "_client": {
