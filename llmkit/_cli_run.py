@@ -444,7 +444,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 # LiteLLM prints "Give Feedback / Get Help" banners on stdout for every failed attempt; run writes
                 # nothing to stdout, and the errors themselves are in the results.
                 with contextlib.redirect_stdout(io.StringIO()):
-                    asyncio.run(_run_all(client, items, out, tally, not args.no_progress, args.max_in_flight))
+                    if getattr(args, "ray", None) is not None:
+                        from ._cli_ray import run_on_ray
+
+                        run_on_ray(args, client, items, out, tally)
+                    else:
+                        asyncio.run(_run_all(client, items, out, tally, not args.no_progress, args.max_in_flight))
             except KeyboardInterrupt:
                 interrupted = True
         sent = server.count if server is not None else client.status.requests_sent

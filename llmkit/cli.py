@@ -304,6 +304,15 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--concurrency", type=_positive(int), metavar="N", help="requests in flight at once")
     limits.add_argument("--max-attempts", type=_positive(int), metavar="N", help="attempts per prompt; 1: no retries")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ray = run.add_argument_group("Ray (llmkit[ray])")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="spread the prompts over Ray actors: a cluster's address, or none to start one on this machine",
+    )
+    ray.add_argument("--ray-actors", type=_positive(int), metavar="N", help="actors (one client each; default 2)")
     run.set_defaults(handler=cmd_run)
 
     config = commands.add_parser("config", help="show or check the config file")

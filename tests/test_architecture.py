@@ -31,6 +31,8 @@ ALLOWED = {
     "_settings": {"_cache", "_client", "_params", "_redis", "errors"},
     "_batch": {"_client", "_params", "_result", "_types", "errors"},
     "_redis": {"_cache", "_limiter", "_params", "_result", "_router", "errors"},
+    "ray": {"_cli_run", "_client", "_result", "errors"},
+    "_cli_ray": {"_cache", "_cli_run", "_client", "_params", "_redis", "errors", "ray"},
     "_client": {
         "_batch",
         "_cache",
