@@ -64,7 +64,6 @@ def run_on_ray(args: argparse.Namespace, client: LLMClient, items: _Input, out: 
         _count(tally, record)
         if not record["cache_hit"] and record["attempts"]:
             client.status.add("requests_sent", record["attempts"])
-    items.ids.extend(row["id"] for row in rows)
 
 
 def _count(tally: _Tally, record: dict[str, Any]) -> None:

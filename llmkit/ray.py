@@ -7,8 +7,8 @@ output lines, so the two are interchangeable. Install with ``pip install 'llmkit
 
 A worker node needs llmkit (with the pool's provider packages), the config file at the same path (or ship it with
 ``runtime_env={"working_dir": ...}``), the provider keys in its environment (``runtime_env={"env_vars": ...}``), and
-a route to the Redis URL. The actor runs batches on its own event loop in its own thread, and closes its sessions
-when Ray stops it.
+a route to the Redis URL. An actor runs one batch at a time on its own event loop (no background thread), and
+closes its cache and Redis connections when Ray stops it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -51,10 +52,12 @@ class LLMKitPredictor:
         """``client_factory`` (a picklable function) builds the client instead of the config (``llmkit run --ray``)."""
         self._client = client_factory() if client_factory is not None else LLMClient.from_config(config, pool)
         self._loop = asyncio.new_event_loop()
+        self._lock = threading.Lock()  # an actor allowed several tasks at once calls from several threads
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
         rows = list(_rows(batch))
-        return self._loop.run_until_complete(self.arun(rows))
+        with self._lock:
+            return self._loop.run_until_complete(self.arun(rows))
 
     async def arun(self, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         """The result columns for ``rows`` (dicts of ``llmkit run``'s line keys), in their order."""

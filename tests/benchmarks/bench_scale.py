@@ -85,7 +85,12 @@ def bench_grant(n: int, reps: int) -> None:
         cpu = statistics.median(c for _, c in samples) / n * 1e6
         trips = commands / n if name.startswith("Redis") else 0
         table.append((name, f"{wall:.1f}", f"{cpu:.1f}", f"{trips:.2f}"))
-    print(markdown_table(["limiter", "wall us/grant (median)", "CPU us/grant (median)", "round trips/grant (acquire + release)"], table))
+    print(
+        markdown_table(
+            ["limiter", "wall us/grant (median)", "CPU us/grant (median)", "round trips/grant (acquire + release)"],
+            table,
+        )
+    )
 
 
 # -- fleet: N worker processes on one provider key ------------------------------------------------------------------
@@ -209,7 +214,9 @@ def bench_ray(n: int, reps: int) -> None:
             wall, cpu = time.perf_counter(), time.process_time()
             client.batch(prompts)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            table.append(("1 process, abatch", rep + 1, fake.count, f"{wall:.1f}", f"{n / wall:.0f}", f"{1000 * cpu / n:.2f}"))
+            table.append(
+                ("1 process, abatch", rep + 1, fake.count, f"{wall:.1f}", f"{n / wall:.0f}", f"{1000 * cpu / n:.2f}")
+            )
             print(table[-1], flush=True)
             fake.reset()
             rows = [{"id": i, "prompt": f"r{rep} ray {i}"} for i in range(n)]
