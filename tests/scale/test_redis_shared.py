@@ -12,6 +12,7 @@ import time
 import redis
 
 from llmkit import LLMClient, Model, RedisState, ResponseCache, RetryPolicy
+from llmkit._redis import deployment_id
 from llmkit.testing import FakeProvider
 
 
@@ -136,3 +137,20 @@ async def test_an_unreadable_redis_entry_is_a_miss(fake_provider: FakeProvider, 
         again = await client.acomplete("prompt")
         assert again.ok and not again.cache_hit
         assert fake_provider.count == 2
+
+
+def test_a_deployment_is_named_by_a_hash_that_changes_with_its_key() -> None:
+    one = Model("openai/gpt-4o-mini", api_key="sk-first-key-0123456789")
+    rotated = Model("openai/gpt-4o-mini", api_key="sk-second-key-0123456789")
+    elsewhere = Model("openai/gpt-4o-mini", api_key="sk-first-key-0123456789", api_base="http://127.0.0.1:9/v1")
+    ids = {deployment_id(m) for m in (one, rotated, elsewhere)}
+    assert len(ids) == 3  # a removal for a bad key does not outlive the key
+    assert deployment_id(one) == deployment_id(Model("openai/gpt-4o-mini", api_key="sk-first-key-0123456789"))
+    assert all("sk-" not in i and "0123456789" not in i for i in ids)
+
+
+async def test_two_namespaces_on_one_redis_share_nothing(fake_provider: FakeProvider, redis_url: str) -> None:
+    with RedisState(redis_url, namespace="team-a") as a, RedisState(redis_url, namespace="team-b") as b:
+        await LLMClient(_model(fake_provider), cache=a.cache()).acomplete("same prompt")
+        answer = await LLMClient(_model(fake_provider), cache=b.cache()).acomplete("same prompt")
+        assert not answer.cache_hit and fake_provider.count == 2
