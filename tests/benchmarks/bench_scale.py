@@ -99,7 +99,7 @@ def bench_grant(n: int, reps: int) -> None:
 def _fleet(fake: RemoteFake, url: str | None, workers: int, per_worker: int, rpm: float, tag: str) -> dict[str, Any]:
     fake.reset()
     fake.rate_limit(requests_per_minute=rpm)
-    args = ["--rpm", str(rpm), "--max-attempts", "20"] + (["--redis", url] if url else [])
+    args = ["--rpm", str(rpm), "--max-attempts", "20", "--warm-up"] + (["--redis", url] if url else [])
     start = time.monotonic()
     procs = [
         subprocess.Popen(

@@ -4,8 +4,8 @@ Used by the multi-process tests and by ``tests/benchmarks/bench_scale.py``::
 
     python fleet_worker.py --api-base URL --prompts w1:0:250 [--redis URL] [--rpm 600] [--cache DIR] [--echo]
 
-Prints one JSON line per finished prompt with ``--echo`` (its index), then a summary line: ok, failed, requests sent,
-429s answered, wall and CPU seconds.
+``--warm-up`` makes one call on another key first. Prints one JSON line per finished prompt with ``--echo`` (its
+index), then a summary line: ok, failed, requests sent, 429s answered, wall and CPU seconds.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         shared=shared,
         cache=cache,
     )
+
+    if args.warm_up:  # LiteLLM's first call in a process is slow (lazy imports): make it on another key
+        await LLMClient(Model("openai/gpt-4o-mini", api_base=args.api_base, api_key="sk-warm-up")).acomplete("hi")
 
     def echo(index: int, completion: object) -> None:
         if args.echo:
@@ -68,5 +71,6 @@ if __name__ == "__main__":
     parser.add_argument("--max-attempts", type=int, default=8)
     parser.add_argument("--max-in-flight", type=int, default=100)
     parser.add_argument("--echo", action="store_true")
+    parser.add_argument("--warm-up", action="store_true", help="one call on another key before the batch")
     print(json.dumps(asyncio.run(main(parser.parse_args()))), flush=True)
     sys.exit(0)

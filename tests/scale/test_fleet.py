@@ -36,9 +36,13 @@ async def test_four_clients_sharing_the_limit_keep_under_the_providers(
     nothing but Redis in one process (worker start-up would cost more than the run): 136 prompts at 120/min, 120 of
     them the minute's burst, then 2 per second. The same run unshared got 16 and 24 429s here (each client sends its
     34 at once); shared, the few left come from latency jitter against a provider limit equal to the client's."""
+    model = Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key="sk-fleet-shared-key-0001")
+    # Warm LiteLLM up first, as a long-running worker is: its first call in a process can take a second (lazy
+    # imports), and a limit equal to the provider's cannot absorb that one request arriving late.
+    await LLMClient(model).acomplete("warm-up")
+    fake_provider.reset()
     fake_provider.rate_limit(requests_per_minute=120)
     states = [RedisState(redis_url) for _ in range(4)]
-    model = Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key="sk-fleet-shared-key-0001")
     clients = [LLMClient(model, limits=RateLimits(requests_per_minute=120), shared=s) for s in states]
     start = time.monotonic()
     batches = await asyncio.gather(*(c.abatch([f"c{n} prompt {i}" for i in range(34)]) for n, c in enumerate(clients)))
