@@ -124,7 +124,8 @@ def _fleet(fake: RemoteFake, url: str | None, workers: int, per_worker: int, rpm
         "ok": sum(s["ok"] for s in summaries),
         "total": total,
         "wall": time.monotonic() - start,
-        "slowest_worker": max(s["wall_s"] for s in summaries),
+        # From the first worker's first prompt to the last one's last answer (start-up, imports and warm-up excluded).
+        "batch_wall": max(s["ended"] for s in summaries) - min(s["started"] for s in summaries),
         "sent": fake.count,
         "429": fake.count_status(429),
         "cpu_ms": 1000 * sum(s["cpu_s"] for s in summaries) / total,
@@ -149,8 +150,8 @@ def bench_fleet(workers: int, per_worker: int, rpm: float, reps: int) -> None:
                         "shared (Redis)" if shared else "unshared",
                         rep + 1,
                         f"{r['ok']}/{r['total']}",
-                        f"{r['slowest_worker']:.1f}",
-                        f"{(r['slowest_worker'] - ideal) / ideal:+.1%}" if ideal else "-",
+                        f"{r['batch_wall']:.1f}",
+                        f"{(r['batch_wall'] - ideal) / ideal:+.1%}" if ideal else "-",
                         r["sent"],
                         r["429"],
                         f"{r['429'] / r['sent']:.1%}",
@@ -158,7 +159,7 @@ def bench_fleet(workers: int, per_worker: int, rpm: float, reps: int) -> None:
                     )
                 )
                 print(table[-1], flush=True)
-    headers = ["limits", "rep", "ok", "slowest worker s", "vs ideal", "requests", "429s", "429 share", "CPU ms/prompt"]
+    headers = ["limits", "rep", "ok", "fleet wall s", "vs ideal", "requests", "429s", "429 share", "CPU ms/prompt"]
     print(markdown_table(headers, table))
 
 

@@ -43,9 +43,11 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         if args.echo:
             print(json.dumps({"done": index}), flush=True)
 
-    wall, cpu = time.perf_counter(), time.process_time()
+    started, wall, cpu = time.time(), time.perf_counter(), time.process_time()
     answers = await client.abatch(prompts, on_result=echo, max_in_flight=args.max_in_flight)
     summary = {
+        "started": started,
+        "ended": time.time(),
         "ok": sum(c.ok for c in answers),
         "failed": sum(not c.ok for c in answers),
         "sent": client.status.requests_sent,
