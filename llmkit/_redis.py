@@ -606,14 +606,6 @@ class SharedCache:
             return
         self.state.answered()
 
-    def __contains__(self, fingerprint: str) -> bool:
-        if self.local is not None and fingerprint in self.local:
-            return True
-        try:
-            return bool(self.state.sync.exists(self._key(fingerprint)))
-        except self.state.errors:
-            return False
-
     def close(self) -> None:
         """Closes the local tier; the ``RedisState`` is closed by its owner."""
         if self.local is not None:
