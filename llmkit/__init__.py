@@ -17,6 +17,7 @@ from ._files import File
 from ._fingerprint import fingerprint
 from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
 from ._provider_batch import BatchJob, BatchStatus, ProviderJobStatus
+from ._redis import RedisState
 from ._result import Completion, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
 from ._status import StatusTracker
 from ._trace import AttemptFailed, AttemptStarted, CacheHit, CallCompleted, Hooks, Tracer, WaitStarted
@@ -77,6 +78,7 @@ __all__ = [
     "ProviderJobStatus",
     "RateLimitError",
     "RateLimits",
+    "RedisState",
     "RequestOptions",
     "ResponseCache",
     "RetryPolicy",

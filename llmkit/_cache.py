@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from ._result import Completion
 from .errors import ConfigError
 
-__all__ = ["ResponseCache"]
+__all__ = ["ResponseCache", "disk_tier"]
 
 logger = logging.getLogger("llmkit")
 
@@ -153,6 +153,15 @@ class ResponseCache:
             elif item.is_dir() and _DISKCACHE_DIRS.match(item.name):
                 shutil.rmtree(item)
         _open(folder).close()
+
+
+def disk_tier(cache: object) -> ResponseCache | None:
+    """The on-disk ``ResponseCache`` of a client's cache: itself, or the local tier in front of a shared one (Redis);
+    None when there is none. Embedding vectors and provider-batch manifests live only there."""
+    if isinstance(cache, ResponseCache):
+        return cache
+    local = getattr(cache, "local", None)
+    return local if isinstance(local, ResponseCache) else None
 
 
 def _open(path: Path) -> diskcache.Cache:

@@ -26,7 +26,15 @@ from ._cli_input import PromptFile, format_of
 from ._client import DEFAULT_TIMEOUT_S
 from ._outfile import OutputFile
 from ._output import load_output
-from ._settings import CacheConfig, LLMKitSettings, PoolConfig, find_config, load_config, searched_places
+from ._settings import (
+    CacheConfig,
+    LLMKitSettings,
+    PoolConfig,
+    find_config,
+    load_config,
+    searched_places,
+    with_shared,
+)
 from .errors import env_secrets, redact
 
 __all__ = [
@@ -448,7 +456,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _backend(args, [*pool.models, *pool.context_window_fallbacks]) as (deployments, server),
     ):
         models, fallbacks = deployments[: len(pool.models)], deployments[len(pool.models) :]
-        cache = _cache(args, settings, pool.cache)
+        shared, cache = with_shared(pool, args.pool, _cache(args, settings, pool.cache))
+        if shared is not None:
+            note(f"shared limits, cooldowns and cache tier: {shared!r}")
         if cache is None:
             note("cache off")
         else:
@@ -462,20 +472,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             context_window_fallbacks=fallbacks,
             timeout_s=args.timeout or pool.timeout_s or DEFAULT_TIMEOUT_S,
             hooks=_tracer(args, chosen.secrets),
+            shared=shared,
         )
         with client:
             try:
                 # LiteLLM prints "Give Feedback / Get Help" banners on stdout for every failed attempt; run writes
                 # nothing to stdout, and the errors themselves are in the results.
                 with contextlib.redirect_stdout(io.StringIO()):
-                    progress, batch_api = not args.no_progress, getattr(args, "provider_batch", False)
-                    guards = _guards(args)
-                    run = _run_all(client, items, out, tally, progress, args.max_in_flight, batch_api, guards, output)
-                    asyncio.run(run)
+                    if getattr(args, "ray", None) is not None:
+                        from ._cli_ray import run_on_ray
+
+                        run_on_ray(args, client, items, out, tally)
+                    else:
+                        progress, batch_api = not args.no_progress, getattr(args, "provider_batch", False)
+                        guards = _guards(args)
+                        run = _run_all(
+                            client, items, out, tally, progress, args.max_in_flight, batch_api, guards, output
+                        )
+                        asyncio.run(run)
             except KeyboardInterrupt:
                 interrupted = True
         sent = server.count if server is not None else client.status.requests_sent
         retried, binding = client.status.retried, client.status.binding_limit
+        if shared is not None:
+            shared.close()
     write(_summary(tally.rows))
     failed = sum(r.failed for r in tally.rows.values())
     for line in tally.failures.lines(local=args.local):

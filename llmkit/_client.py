@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _batch, _embed, _provider_batch, _sync
 from ._budget import Account, Budget, Reservation, Scope, WaitRefused, check_wait, deadline_at, declared_cost
@@ -76,6 +76,9 @@ from .errors import (
     TimeoutError,
     UnsupportedFeatureError,
 )
+
+if TYPE_CHECKING:
+    from ._redis import RedisState, SharedCache
 
 __all__ = ["DEFAULT_TIMEOUT_S", "LLMClient"]
 
@@ -216,8 +219,10 @@ def _as_model(model: object) -> Model:
     )
 
 
-def _as_cache(cache: ResponseCache | str | os.PathLike[str] | None) -> ResponseCache | None:
-    if cache is None or isinstance(cache, ResponseCache):
+def _as_cache(
+    cache: ResponseCache | SharedCache | str | os.PathLike[str] | None,
+) -> ResponseCache | SharedCache | None:
+    if cache is None or not isinstance(cache, (str, os.PathLike)):
         return cache
     return ResponseCache(cache)
 
@@ -288,7 +293,8 @@ class LLMClient:
     refused as too long. ``timeout_s``: each attempt's deadline (connect, wait and read) unless a call's
     ``RequestOptions.timeout_s`` says otherwise; None waits forever. ``budget``: the most this client may ever spend
     (``Budget``); a batch may add its own. ``hooks``: ``Hooks`` (a ``Tracer`` among them) told of every attempt,
-    answer, cache hit and wait. ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
+    answer, cache hit and wait. ``shared``: a ``RedisState`` that holds the limits and cooldowns for every process
+    using it. ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
     """
 
     def __init__(
@@ -298,11 +304,12 @@ class LLMClient:
         sampling: SamplingParams | Mapping[str, Any] | None = None,
         limits: RateLimits | Mapping[str, Any] | None = None,
         retry: RetryPolicy | Mapping[str, Any] | None = None,
-        cache: ResponseCache | str | os.PathLike[str] | None = None,
+        cache: ResponseCache | SharedCache | str | os.PathLike[str] | None = None,
         context_window_fallbacks: Model | str | Sequence[Model | str] | None = None,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
         budget: Budget | None = None,
         hooks: Hooks | Sequence[Hooks] | None = None,
+        shared: RedisState | None = None,
         transport: Transport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -330,8 +337,10 @@ class LLMClient:
         # key takes them out, as for any deployment, but routing only reaches them through _fallbacks).
         self._deployments = [*self.models, *self.context_window_fallbacks]
         self._router = Router(self._deployments, rng=random.Random(seed), clock=clock, pool_size=len(self.models))
+        self.shared = shared
+        self._shared_routing = shared.routing(self._router, self._deployments) if shared is not None else None
         self._limiter = self._new_limiter(limits, clock)
-        self._model_limiters = [self._new_limiter(m.limits, clock) for m in self._deployments]
+        self._model_limiters = [self._new_limiter(m.limits, clock, m) for m in self._deployments]
         self._default_sampling = [merge(m.sampling, sampling) for m in self._deployments]
 
     @classmethod
@@ -341,9 +350,17 @@ class LLMClient:
 
         return client_from_config(path, pool)
 
-    def _new_limiter(self, limits: RateLimits | None, clock: Callable[[], float]) -> RateLimiter | None:
+    def _new_limiter(
+        self, limits: RateLimits | None, clock: Callable[[], float], model: Model | None = None
+    ) -> RateLimiter | None:
+        """A limiter for the client (``model`` None) or one deployment; in Redis when the client has ``shared``."""
         if limits is None:
             return None
+        if self.shared is not None:
+            from ._redis import deployment_id
+
+            scope = "client" if model is None else deployment_id(model)
+            return self.shared.limiter(limits, scope, clock=clock, sleep=self._sleep, on_wait=self._limit_wait)
         return RateLimiter(limits, clock=clock, sleep=self._sleep, on_wait=self._limit_wait)
 
     def _limit_wait(self, limit: str, seconds: float) -> None:
@@ -763,6 +780,8 @@ class LLMClient:
         try:
             if self._limiter is not None:
                 permits.append(await self._limiter.acquire(plan.tokens))
+            if self._shared_routing is not None:
+                await self._shared_routing.refresh()
             index, wait = self._router.pick(plan.requests.keys(), avoid=tries.last_failed, prefer=plan.prefer)
             if tries.accounts:
                 self._reserve(plan, index, tries)
@@ -814,6 +833,8 @@ class LLMClient:
         logger.info("attempt %d on %s failed: %s: %s", tries.total, name, type(exc).__name__, exc.message[:200])
         if not self._router.on_failure(index, exc, sent_at=tries.sent_at):
             tries.uncharged += 1
+        if self._shared_routing is not None:
+            self._shared_routing.publish(index)
         tries.last_failed = index
         tries.last_error = exc
         if tries.reservation is not None:

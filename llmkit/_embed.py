@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field
 
 from . import _transport
 from ._batch import _Progress
+from ._cache import disk_tier
 from ._params import Model, _Params
 from ._result import Usage
 from ._retry import out_of_attempts, retrying, wait_s
@@ -221,7 +222,8 @@ def _resolve(client: LLMClient, options: EmbeddingOptions | None, model: str | N
     tokens = min((c for c in caps if c), default=None)
     inputs = min(provider.inputs, options.batch_size or provider.inputs)
     salt = json.dumps([_KEY_VERSION, name, options.key_part()]).encode() + b"\x00"
-    cache = VectorCache(client.cache) if client.cache is not None else None
+    disk = disk_tier(client.cache)
+    cache = VectorCache(disk) if disk is not None else None
     return _Run(client, options, candidates, _Limits(inputs, tokens), cache, salt)
 
 

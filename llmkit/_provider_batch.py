@@ -24,6 +24,7 @@ from . import _sync, errors
 from ._batch import _call
 from ._batch_manifest import BatchStatus, Manifest, Part, ProviderJobStatus, split, write_atomic
 from ._batch_transport import BatchAPI, LineResult, batch_api
+from ._cache import disk_tier
 from ._params import Model, Prompt, RequestOptions, SamplingParams
 from ._result import Completion
 from ._types import MessagesInput
@@ -40,12 +41,13 @@ _FAILED = ("errored", "expired", "cancelled")
 
 
 def _batches_dir(client: LLMClient) -> Path:
-    if client.cache is None:
+    disk = disk_tier(client.cache)
+    if disk is None:
         raise ConfigError(
-            "provider batches need a cache: the manifest and the answers live there; "
+            "provider batches need a disk cache: the manifest and the answers live there; "
             "LLMClient(..., cache='~/.cache/llmkit')"
         )
-    return client.cache.path / "provider_batches"
+    return disk.path / "provider_batches"
 
 
 def _pick_model(client: LLMClient, model: str | None) -> Model:

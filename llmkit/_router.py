@@ -149,6 +149,28 @@ class Router:
                     state.failures = 0
             return True
 
+    def shared_view(self, index: int) -> tuple[float, float, str | None]:
+        """What other processes sharing this pool should know: (cooldown seconds left, pace interval, removal)."""
+        with self._lock:
+            state = self._states[index]
+            return max(0.0, state.cooldown_until - self.clock()), state.interval, state.removed
+
+    def merge_shared(self, index: int, *, cooldown_s: float, interval: float, removed: str | None) -> None:
+        """Adopt another process's cooldown, pace or removal of a deployment (``_redis.SharedRouting``).
+
+        The pace is taken as set now, so this process's own in-flight 429s do not grow it again (see ``on_failure``).
+        """
+        with self._lock:
+            state = self._states[index]
+            now = self.clock()
+            state.cooldown_until = max(state.cooldown_until, now + cooldown_s)
+            state.next_start = max(state.next_start, state.cooldown_until)
+            if interval > state.interval:
+                state.interval, state.paced_at = min(_PACE_CEILING_S, interval), now
+            if removed is not None and state.removed is None:
+                state.removed = f"removed by another process: {removed}"
+                logger.warning("model %s (deployment %d) left the pool: %s", self.models[index].name, index, removed)
+
     def _has_alternative(self, index: int) -> bool:
         """Whether another live deployment of ``index``'s group could take its requests (fallbacks have none)."""
         if index >= self._pool_size:

@@ -26,16 +26,20 @@ from ._params import Model, RateLimits, RetryPolicy, SamplingParams
 from .errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
+    from ._cache import ResponseCache
     from ._client import LLMClient
+    from ._redis import RedisState, SharedCache
 
 __all__ = [
     "CacheConfig",
     "ConfigFile",
     "LLMKitSettings",
     "PoolConfig",
+    "SharedConfig",
     "client_from_config",
     "find_config",
     "load_config",
+    "with_shared",
 ]
 
 logger = logging.getLogger(__name__)
@@ -111,6 +115,16 @@ class CacheConfig(BaseModel):
     namespace: str | None = Field(None, min_length=1, description="Separates this pool's entries from others'.")
 
 
+class SharedConfig(BaseModel):
+    """State shared by every process running this pool: rate limits, cooldowns and the cache tier, on Redis."""
+
+    model_config = _SECTION
+
+    redis_url: str = Field(min_length=1, description="redis://host:6379/0 (a password as ${REDIS_PASSWORD}).")
+    namespace: str | None = Field(None, min_length=1, description="Prefix of every key; default: the pool's name.")
+    cache: bool = Field(True, description="Also share the response cache (behind the local one) when it is on.")
+
+
 class PoolConfig(BaseModel):
     """One named pool: what ``LLMClient(...)`` takes, as data."""
 
@@ -129,6 +143,7 @@ class PoolConfig(BaseModel):
     timeout_s: float | None = Field(
         None, gt=0, description="Seconds each attempt may take, connect to last byte (default 600)."
     )
+    shared: SharedConfig | None = Field(None, description="Share limits, cooldowns and cache across processes (Redis).")
 
     @field_validator("models", "context_window_fallbacks", mode="before")
     @classmethod
@@ -488,12 +503,27 @@ def client_from_config(path: str | os.PathLike[str] | None = None, pool: str = "
         cache = ResponseCache(
             chosen.cache.path or settings.cache_dir, ttl=chosen.cache.ttl_s, namespace=chosen.cache.namespace
         )
+    shared, shared_or_local = with_shared(chosen, pool, cache)
     return LLMClient(
         chosen.models,
         sampling=chosen.sampling,
         limits=chosen.limits or settings.default_limits(),
         retry=chosen.retry,
-        cache=cache,
+        cache=shared_or_local,
         context_window_fallbacks=chosen.context_window_fallbacks,
         timeout_s=chosen.timeout_s if chosen.timeout_s is not None else DEFAULT_TIMEOUT_S,
+        shared=shared,
     )
+
+
+def with_shared(
+    chosen: PoolConfig, pool: str, cache: ResponseCache | None
+) -> tuple[RedisState | None, ResponseCache | SharedCache | None]:
+    """The pool's ``RedisState`` (keys under its namespace, default the pool's name) or None, and the cache to use:
+    ``cache`` with the Redis tier behind it when the pool shares its cache."""
+    if chosen.shared is None:
+        return None, cache
+    from ._redis import RedisState
+
+    state = RedisState(chosen.shared.redis_url, namespace=chosen.shared.namespace or pool)
+    return state, state.cache(cache) if cache is not None and chosen.shared.cache else cache

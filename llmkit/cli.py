@@ -417,6 +417,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send through the provider's batch API (OpenAI, Anthropic): half the price, answered within 24 h",
     )
+    ray = run.add_argument_group("Ray (llmkit[ray])")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="spread the prompts over Ray actors: a cluster's address, or none to start one on this machine",
+    )
+    ray.add_argument("--ray-actors", type=_positive(int), metavar="N", help="actors (one client each; default 2)")
     run.set_defaults(handler=cmd_run)
     from ._cli_batch import add_parsers as add_batch_parsers  # here: _cli_batch imports from _cli_run, like cli
 

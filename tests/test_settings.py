@@ -14,6 +14,7 @@ from llmkit._settings import (
     CacheConfig,
     LLMKitSettings,
     PoolConfig,
+    SharedConfig,
     client_from_config,
     find_config,
     load_config,
@@ -290,7 +291,7 @@ pools:
         f"{path}:8: pools.default.sampling.temprature: unknown key; allowed: temperature, top_p, max_tokens, stop, "
         "seed, reasoning_effort, thinking_budget, logprobs, top_logprobs, json_mode (did you mean 'temperature'?)",
         f"{path}:9: pools.default.retries: unknown key; allowed: models, sampling, limits, retry, cache, "
-        "context_window_fallbacks, timeout_s (did you mean 'retry'?)",
+        "context_window_fallbacks, timeout_s, shared (did you mean 'retry'?)",
     ]
 
 
@@ -377,7 +378,7 @@ def example_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_example_config_is_valid(example_env: None) -> None:
     config = load_config(EXAMPLE)
-    assert list(config.pools) == ["default", "thinking", "local", "cheap", "cheap-gemini"]
+    assert list(config.pools) == ["default", "thinking", "local", "cheap", "cheap-gemini", "fleet"]
     default = config.pool()
     assert [(m.name, m.weight) for m in default.models] == [
         ("openai/gpt-4o-mini", 3),
@@ -394,7 +395,7 @@ def test_example_config_documents_every_field() -> None:
     """Every field of every section appears in the example, with a comment where it first appears."""
     text = EXAMPLE.read_text()
     lines = text.splitlines()
-    for cls in (PoolConfig, CacheConfig, Model, SamplingParams, RateLimits, RetryPolicy):
+    for cls in (PoolConfig, CacheConfig, Model, SamplingParams, RateLimits, RetryPolicy, SharedConfig):
         for name in cls.model_fields:
             first = next((line for line in lines if re.match(rf"\s*(- )?{name}:", line)), None)
             assert first is not None, f"{cls.__name__}.{name} is missing from {EXAMPLE.name}"
