@@ -44,7 +44,7 @@ def _batches_dir(client: LLMClient) -> Path:
     disk = disk_tier(client.cache)
     if disk is None:
         raise ConfigError(
-            "provider batches need a disk cache: the manifest and the answers live there; "
+            "provider batches need a cache, on disk: the manifest and the answers live there; "
             "LLMClient(..., cache='~/.cache/llmkit')"
         )
     return disk.path / "provider_batches"

@@ -280,41 +280,47 @@ def test_sync_twin_and_numpy(fake_provider: FakeProvider) -> None:
     assert matrix.tolist() == result.vectors
 
 
-def _peak_bytes(n: int, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Peak traced memory of embedding a generator of ``n`` texts through ``embed_as_completed``."""
-    import asyncio
-    import tracemalloc
+_PEAK = """
+import asyncio, sys, tracemalloc
+from llmkit import EmbeddingOptions, LLMClient, Model, _transport
+from llmkit._transport import EmbedReply
 
-    from llmkit import _transport
-    from llmkit._transport import EmbedReply
+async def instant(model, texts, params, timeout_s):
+    await asyncio.sleep(0)
+    return EmbedReply([[0.25] * 8 for _ in texts], len(texts), None)
 
-    async def instant(model: Model, texts: list[str], params: dict[str, Any], timeout_s: float | None) -> EmbedReply:
-        await asyncio.sleep(0)
-        return EmbedReply([[0.25] * 8 for _ in texts], len(texts), None)
+_transport.aembed = instant
+_transport.check_embed = lambda model, params: None
+n = int(sys.argv[1])
+emb = LLMClient(Model("openai/text-embedding-3-small", api_key="sk-fake-key-123456"))
 
-    monkeypatch.setattr(_transport, "aembed", instant)
-    monkeypatch.setattr(_transport, "check_embed", lambda model, params: None)
-    emb = LLMClient(Model("openai/text-embedding-3-small", api_key=KEY))
+async def consume():
+    seen = 0
+    stream = emb.embed_as_completed((f"text {i}" for i in range(n)), options=EmbeddingOptions(batch_size=50))
+    async for _ in stream:
+        seen += 1
+    return seen
 
-    async def consume() -> int:
-        seen = 0
-        stream = emb.embed_as_completed((f"text {i}" for i in range(n)), options=EmbeddingOptions(batch_size=50))
-        async for _ in stream:
-            seen += 1
-        return seen
-
-    tracemalloc.start()
-    try:
-        assert asyncio.run(consume()) == n
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+tracemalloc.start()
+assert asyncio.run(consume()) == n
+print(tracemalloc.get_traced_memory()[1])
+"""
 
 
-def test_embed_as_completed_keeps_memory_flat(monkeypatch: pytest.MonkeyPatch) -> None:
+def _peak_bytes(n: int) -> int:
+    """Peak traced memory of embedding a generator of ``n`` texts through ``embed_as_completed``, in a fresh process:
+    tracemalloc counts every thread's allocations, and other tests leave servers running."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(n)], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_embed_as_completed_keeps_memory_flat() -> None:
     """Six times the texts, about the same peak: the generator is pulled only as requests finish (both runs are
     past the 4,096 recent vectors kept for repeats when there is no cache)."""
-    small, large = _peak_bytes(6_000, monkeypatch), _peak_bytes(36_000, monkeypatch)
+    small, large = _peak_bytes(6_000), _peak_bytes(36_000)
     assert large < small * 1.3 + 200_000, (small, large)
 
 
