@@ -249,23 +249,27 @@ async def _within(request: Request, awaitable: Awaitable[T]) -> T:
     LiteLLM's ``timeout`` is per read: a reply trickling a few bytes at a time never trips it. This bounds the whole
     attempt (connect, wait and read), and cancelling the task closes the connection.
     """
-    if request.timeout_s is None:
+    return await bounded(request.timeout_s, request.model, awaitable)
+
+
+async def bounded(timeout_s: float | None, model: Model, awaitable: Awaitable[T]) -> T:
+    """``awaitable`` within ``timeout_s`` seconds (None: no bound), else llmkit's retryable ``TimeoutError``."""
+    if timeout_s is None:
         return await awaitable
     if _timeout_scope is None:  # Python 3.10
         try:
-            return await asyncio.wait_for(awaitable, request.timeout_s)
+            return await asyncio.wait_for(awaitable, timeout_s)
         except asyncio.TimeoutError:
             pass
     else:
         try:
-            async with _timeout_scope(request.timeout_s) as scope:
+            async with _timeout_scope(timeout_s) as scope:
                 return await awaitable
         except builtins.TimeoutError:
             if not scope.expired():
                 raise  # the transport's own timeout error, already mapped
-    model = request.model
     raise TimeoutError(
-        f"{model.name} did not answer within {request.timeout_s:g} s (the whole attempt: connect, wait and read); "
+        f"{model.name} did not answer within {timeout_s:g} s (the whole attempt: connect, wait and read); "
         "for long answers raise RequestOptions(timeout_s=...), LLMClient(timeout_s=...) or --timeout",
         model=model.name,
         provider=model.provider,

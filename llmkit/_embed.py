@@ -99,7 +99,9 @@ class EmbeddingOptions(_Params):
     batch_size: int | None = Field(
         None, ge=1, description="Most texts per request; default and ceiling: the provider's limit. Not in the key."
     )
-    timeout_s: float | None = Field(None, gt=0, description="Per-request timeout in seconds. Not in the key.")
+    timeout_s: float | None = Field(
+        None, gt=0, description="Each request's deadline in seconds (default: the client's timeout_s). Not in the key."
+    )
 
     def checked_params(self) -> dict[str, Any]:
         """The typed options as LiteLLM's ``aembedding`` keywords (what ``check_embed`` verifies)."""
@@ -377,7 +379,11 @@ async def _attempt(run: _Run, texts: list[str], slots: _Slots, tries: Any) -> _t
     client.status.add("in_flight")
     try:
         model = client._deployments[index]
-        reply = await _transport.aembed(model, texts, _request_params(run.options), run.options.timeout_s)
+        timeout_s = run.options.timeout_s if run.options.timeout_s is not None else client.timeout_s
+        sent = _transport.aembed(model, texts, _request_params(run.options), timeout_s)
+        from ._client import bounded  # LiteLLM's timeout is per read: bound the whole request
+
+        reply = await bounded(timeout_s, model, sent)
         used = reply.input_tokens or None
     except LLMError as exc:
         client._failed(index, exc, tries)
