@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from . import _batch, _sync
 from ._cache import ResponseCache
+from ._fastpath import FastPathTransport
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
 from ._messages import to_messages
@@ -27,7 +28,7 @@ from ._result import Completion, StreamDelta, ToolCallChunk
 from ._retry import out_of_attempts, retrying, wait_s
 from ._router import Router
 from ._status import StatusTracker
-from ._transport import LiteLLMTransport, Request, Transport
+from ._transport import Request, Transport
 from ._types import Message, MessagesInput
 from .errors import (
     AuthenticationError,
@@ -220,7 +221,7 @@ class LLMClient:
         self.retry = retry or RetryPolicy()
         self.cache = _as_cache(cache)
         self.status = StatusTracker()
-        self._transport = transport or LiteLLMTransport()
+        self._transport = transport or FastPathTransport()
         self._sleep = sleep
         # One index space for every deployment: the pool's first, then the fallbacks (a 429 cools them down and a bad
         # key takes them out, as for any deployment, but routing only reaches them through _fallbacks).
@@ -576,9 +577,12 @@ class LLMClient:
     as_completed = _batch.as_completed
 
     def close(self) -> None:
-        """Close the cache's files (the client is unusable for cached calls afterwards)."""
+        """Close the cache's files (the client is unusable for cached calls afterwards) and the transport's HTTP
+        sessions (a later call opens new ones)."""
         if self.cache is not None:
             self.cache.close()
+        if (close := getattr(self._transport, "close", None)) is not None:
+            close()
 
     def __enter__(self) -> LLMClient:
         return self

@@ -187,6 +187,11 @@ class Model(_Params):
     provider_options: dict[str, Any] = Field(
         default_factory=dict, description="Provider-specific request fields, passed through unchanged."
     )
+    transport: Literal["auto", "litellm"] = Field(
+        "auto",
+        description="'auto': LiteLLM's provider translation on llmkit's fast HTTP path where it is proven to match "
+        "litellm.acompletion, acompletion elsewhere; 'litellm': always litellm.acompletion. Not part of the cache key.",
+    )
 
     def __init__(self, name: str | None = None, /, **data: Any) -> None:
         if name is not None:

@@ -26,6 +26,7 @@ ALLOWED = {
     "_status": {"_result"},
     "_normalize": {"_result", "errors"},
     "_transport": {"_normalize", "_params", "_result", "_types", "errors"},
+    "_fastpath": {"_result", "_transport", "errors"},
     "_sync": {"errors"},
     "_outfile": {"errors"},
     "local": {"_params", "errors"},
@@ -45,11 +46,12 @@ ALLOWED = {
         "_status",
         "_sync",
         "_transport",
+        "_fastpath",
         "_types",
         "errors",
     },
 }
-LITELLM_ONLY_IN = {"_transport", "cli", "local", "_local"}
+LITELLM_ONLY_IN = {"_transport", "_fastpath", "cli", "local", "_local"}
 
 
 def _imports(path: Path) -> tuple[set[str], set[str]]:
