@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -99,8 +100,6 @@ class FastPathTransport:
 
     def __init__(self, fallback: LiteLLMTransport | None = None) -> None:
         self._fallback = fallback or LiteLLMTransport()
-        # Strong references: the loop holds its tasks only weakly, and the owner task must live as long as the loop.
-        self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
         self.fast_calls = 0
         """Requests this transport sent itself (the rest went through acompletion); for tests and benchmarks."""
 
@@ -138,27 +137,30 @@ class FastPathTransport:
             error = map_exception(_litellm_error(exc, prepared), request.model)
         if error is not None:
             raise error  # outside the except block, as in LiteLLMTransport: no chained exception holds a key
+        _remember_cost(response)
         return self._fallback._completion(response, request, time.perf_counter() - start)
 
     def _session(self) -> aiohttp.ClientSession:
-        """This loop's pooled session, opened on first use; closed by ``close``, or at loop shutdown when
-        ``asyncio.run`` cancels the task that owns it."""
+        """This loop's pooled session (one per loop, shared by every client on it), opened on first use."""
         loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
+        pool = _POOLS.get(loop)
         if pool is None or pool.session.closed:
-            for old in [old for old in self._pools if old.is_closed()]:
-                del self._pools[old]
-            pool = self._pools[loop] = _Pool.open(loop)
+            for old in [old for old in _POOLS if old.is_closed()]:
+                _POOLS.pop(old).forget()
+            pool = _POOLS[loop] = _Pool.open(loop)
+        pool.users.add(self)
         return pool.session
 
     def close(self) -> None:
-        """Close every loop's session (``LLMClient.close`` calls this); safe to call twice, or from a loop."""
-        pools, self._pools = self._pools, {}
-        for loop, pool in pools.items():
-            if loop.is_closed():
+        """Leave every loop's session, closing it when no other open client uses it (``LLMClient.close`` calls
+        this); safe to call twice, or from inside the loop."""
+        for loop, pool in list(_POOLS.items()):
+            pool.users.discard(self)
+            if pool.users or loop.is_closed():
                 continue
+            del _POOLS[loop]
             if _running_loop() is loop:
-                pool.owner.cancel()  # its finally closes the session on this loop
+                pool.owner.cancel()  # the owner closes the session on this loop
             elif loop.is_running():
                 future = asyncio.run_coroutine_threadsafe(pool.aclose(), loop)
                 try:
@@ -169,12 +171,19 @@ class FastPathTransport:
                 loop.run_until_complete(pool.aclose())
 
 
+# Per event loop, the one pooled session. Strong references: a loop holds its tasks only weakly, and the owner task
+# must live as long as the loop. A client dropped without close() leaves it here for the next one (bounded: one per
+# loop), and asyncio.run's shutdown closes it.
+_POOLS: dict[asyncio.AbstractEventLoop, _Pool] = {}
+
+
 @dataclass
 class _Pool:
-    """One event loop's aiohttp session and the task that closes it when the loop shuts down."""
+    """One event loop's aiohttp session, the transports using it, and the task that closes it at loop shutdown."""
 
     session: aiohttp.ClientSession
     owner: asyncio.Task[None]
+    users: weakref.WeakSet[FastPathTransport]
 
     @classmethod
     def open(cls, loop: asyncio.AbstractEventLoop) -> _Pool:
@@ -182,19 +191,27 @@ class _Pool:
 
         # limit=0: llmkit's own limiter and the batch's max_in_flight bound concurrency, not the connector.
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
-        return cls(session, loop.create_task(_close_at_shutdown(session), name="llmkit-fastpath-session"))
+        owner = loop.create_task(_close_when_cancelled(session), name="llmkit-fastpath-session")
+        return cls(session, owner, weakref.WeakSet())
 
     async def aclose(self) -> None:
         self.owner.cancel()
         await asyncio.gather(self.owner, return_exceptions=True)
 
+    def forget(self) -> None:
+        """Drop a pool whose loop was closed without cancelling its tasks: nothing can run on it any more, and its
+        pending owner must not be reported as destroyed."""
+        self.owner._log_destroy_pending = False  # type: ignore[attr-defined]
 
-async def _close_at_shutdown(session: aiohttp.ClientSession) -> None:
-    """Wait forever; the cancellation ``asyncio.run`` sends every task at loop shutdown closes the session."""
+
+async def _close_when_cancelled(session: aiohttp.ClientSession) -> None:
+    """Wait forever; ``close``, or the cancellation ``asyncio.run`` sends every task at loop shutdown, closes the
+    session. Nothing is awaited when the coroutine is merely discarded (its loop is gone)."""
     try:
         await asyncio.Event().wait()
-    finally:
+    except asyncio.CancelledError:
         await session.close()
+        raise
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -539,6 +556,39 @@ def _litellm_error(exc: Exception, prepared: _Prepared) -> BaseException:
         )
     except Exception as mapped:  # exception_type raises the mapped exception rather than returning it
         return mapped
+
+
+# LiteLLM's completion_cost per (provider, model, usage, service tier): the same inputs always price the same, and
+# the lookup behind it (model info, pricing candidates, built-in tools) is ~30% of the fast path's CPU. Bounded.
+_COSTS: dict[str, float | None] = {}
+
+
+def _remember_cost(response: Any) -> None:
+    """Put LiteLLM's price into the response's hidden params, where ``_transport._cost`` reads it, from the memo
+    when this model has priced this exact usage before."""
+    hidden = response._hidden_params
+    usage = getattr(response, "usage", None)
+    if usage is None or hidden.get("response_cost") is not None:
+        return
+    key = json.dumps(
+        [
+            hidden.get("custom_llm_provider"),
+            response.model,
+            usage.model_dump(),
+            getattr(response, "service_tier", None),
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    if key not in _COSTS:
+        try:
+            cost = _transport._litellm().completion_cost(completion_response=response)
+        except Exception:
+            cost = None
+        if len(_COSTS) > 65536:
+            _COSTS.clear()
+        _COSTS[key] = cost
+    hidden["response_cost"] = _COSTS[key] or 0.0  # 0.0: unpriced, which _cost reports as None without asking again
 
 
 _switched_off: set[str] = set()

@@ -288,24 +288,81 @@ async def test_a_changed_litellm_signature_switches_the_provider_off_once(fake_p
     assert "switched off for openai" in caplog.records[0].message
 
 
-async def test_close_closes_the_session_and_a_later_call_opens_a_new_one(fake_provider) -> None:
-    transport = FastPathTransport()
+async def test_clients_on_one_loop_share_a_session_closed_by_the_last_close(fake_provider) -> None:
     model = Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key="fake-key")
-    llm = LLMClient([model], transport=transport)
-    await llm.acomplete("one")
-    (pool,) = transport._pools.values()
-    llm.close()
+    first, second = LLMClient([model]), LLMClient([model])
+    await first.acomplete("one")
+    await second.acomplete("two")
+    pool = _fastpath._POOLS[asyncio.get_running_loop()]
+    assert len(pool.users) == 2
+    first.close()
+    assert not pool.session.closed and (await second.acomplete("three")).text == "Echo: three"
+    second.close()
     await asyncio.sleep(0.05)  # closing from inside the loop finishes on the loop
     assert pool.session.closed
-    assert (await llm.acomplete("two")).text == "Echo: two" and transport.fast_calls == 2
+    assert (await second.acomplete("four")).text == "Echo: four"  # a closed client's next call opens a new one
+    assert _fastpath._POOLS[asyncio.get_running_loop()] is not pool
+    second.close()
+
+
+def test_asyncio_run_shutdown_closes_the_session_of_a_client_never_closed(fake_provider) -> None:
+    model = Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key="fake-key")
+    pools = []
+
+    async def forgetful() -> str:
+        text = (await LLMClient([model]).acomplete("bye")).text
+        pools.append(_fastpath._POOLS[asyncio.get_running_loop()])
+        return text
+
+    assert asyncio.run(forgetful()) == "Echo: bye"
+    assert pools[0].session.closed
 
 
 def test_sync_twins_share_one_session_on_the_background_loop(fake_provider) -> None:
+    from llmkit import _sync
+
     transport = FastPathTransport()
     model = Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key="fake-key")
     llm = LLMClient([model], transport=transport)
     assert [c.text for c in llm.batch(["a", "b", "c"])] == ["Echo: a", "Echo: b", "Echo: c"]
     assert llm.complete("d").text == "Echo: d"
-    (pool,) = transport._pools.values()
+    pool = _fastpath._POOLS[_sync._background_loop()]
+    assert set(pool.users) == {transport}
     llm.close()
     assert pool.session.closed and transport.fast_calls == 4
+
+
+async def test_cost_is_litellms_and_priced_once_per_model_and_usage(fake_provider, monkeypatch) -> None:
+    """The fast path memoizes completion_cost per (provider, model, usage, tier): the same usage is priced once, and
+    the memoized price is the one acompletion's route reports."""
+    import litellm
+
+    monkeypatch.setattr(_fastpath, "_COSTS", {})
+    calls = []
+    real = litellm.completion_cost
+    monkeypatch.setattr(litellm, "completion_cost", lambda **kw: calls.append(1) or real(**kw))
+    model = Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key="fake-key")
+    fast = LLMClient([model], transport=FastPathTransport())
+    first, second = await fast.acomplete("price me"), await fast.acomplete("price it")
+    assert len(calls) == 1 and first.usage == second.usage and first.cost_usd == second.cost_usd
+    slow = await LLMClient([model], transport=LiteLLMTransport()).acomplete("price us")
+    assert slow.usage == first.usage and slow.cost_usd == first.cost_usd and first.cost_usd > 0
+    unpriced = Model("openai/my-finetune-xyz", api_base=fake_provider.api_base("openai"), api_key="fake-key")
+    assert [(await LLMClient([unpriced], transport=FastPathTransport()).acomplete(p)).cost_usd for p in "ab"] == [
+        None,
+        None,
+    ]
+
+
+@pytest.mark.parametrize("provider", sorted(_fastpath._PROVIDERS))
+async def test_a_key_from_the_environment_is_sent_and_never_shown(fake_provider, monkeypatch, provider) -> None:
+    variable = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}[provider]
+    monkeypatch.setenv(variable, MARKER_KEY)
+    transport = FastPathTransport()
+    model = Model(DEFAULT_MODEL[provider], api_base=fake_provider.api_base(provider))
+    assert (await LLMClient([model], transport=transport).acomplete("hi")).text == "Echo: hi"
+    fake_provider.fail_next(kind="echo_key", status=401)
+    with pytest.raises(LLMError) as info:
+        await LLMClient([model], transport=transport, retry=NO_RETRY).acomplete("x")
+    assert transport.fast_calls == 2 and MARKER_KEY not in str(info.value)
+    assert len({r.api_key_hash for r in fake_provider.requests}) == 1 and info.value.__context__ is None
