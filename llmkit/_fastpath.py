@@ -386,12 +386,38 @@ def _route(name: str) -> _Route | None:
         model, provider, _, _ = litellm.get_llm_provider(name)
     except Exception:
         return None  # the fallback raises LiteLLM's own error for it
-    if provider not in _PROVIDERS:
+    if provider not in _PROVIDERS or not _tested_litellm():
         return None
     from litellm.utils import ProviderConfigManager
 
     config = ProviderConfigManager.get_provider_chat_config(model=model, provider=litellm.LlmProviders(provider))
     return None if config is None else _Route(provider, model, config)
+
+
+# The LiteLLM releases whose routes the parity test (tests/test_fastpath.py) was run against. Another release keeps
+# working, through acompletion, until the parity test passes on it and this range is widened.
+_TESTED_LITELLM = ((1, 109), (1, 109))
+
+
+@functools.cache
+def _tested_litellm() -> bool:
+    from importlib.metadata import version
+
+    release = version("litellm")
+    try:
+        major_minor = tuple(int(part) for part in release.split(".")[:2])
+    except ValueError:
+        major_minor = ()
+    if _TESTED_LITELLM[0] <= major_minor <= _TESTED_LITELLM[1]:
+        return True
+    logger.warning(
+        "llmkit fast path: off, because LiteLLM %s is outside the releases its parity test passed on (%s.x-%s.x); "
+        "every request goes through litellm.acompletion (same answers, more CPU per request)",
+        release,
+        ".".join(map(str, _TESTED_LITELLM[0])),
+        ".".join(map(str, _TESTED_LITELLM[1])),
+    )
+    return False
 
 
 def _bridged_to_responses(route: _Route, api_base: str | None, sampling: dict[str, Any]) -> bool:

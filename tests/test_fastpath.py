@@ -366,3 +366,21 @@ async def test_a_key_from_the_environment_is_sent_and_never_shown(fake_provider,
         await LLMClient([model], transport=transport, retry=NO_RETRY).acomplete("x")
     assert transport.fast_calls == 2 and MARKER_KEY not in str(info.value)
     assert len({r.api_key_hash for r in fake_provider.requests}) == 1 and info.value.__context__ is None
+
+
+def test_an_untested_litellm_release_turns_the_fast_path_off_with_one_warning(monkeypatch, caplog) -> None:
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.200.0")
+    _fastpath._tested_litellm.cache_clear()
+    _fastpath._route.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="llmkit"):
+            assert _fastpath._route("openai/gpt-4o-mini") is None
+            assert _fastpath._route("anthropic/claude-sonnet-4-5") is None
+        assert len(caplog.records) == 1 and "LiteLLM 1.200.0 is outside" in caplog.records[0].message
+    finally:
+        monkeypatch.undo()
+        _fastpath._tested_litellm.cache_clear()
+        _fastpath._route.cache_clear()
+    assert _fastpath._route("openai/gpt-4o-mini") is not None  # the installed, tested release
