@@ -248,10 +248,20 @@ async def _prepare(request: Request, kwargs: dict[str, Any]) -> _Prepared:
         return await _build(route, kwargs)
     except _Unsupported:
         raise
-    except (TypeError, AttributeError, NotImplementedError, KeyError, ImportError) as exc:
-        # A LiteLLM release changed a method this path calls: acompletion still works, so use it from now on.
-        _switch_off(route.provider, exc)
+    except Exception as exc:
+        if _changed_signature(exc):
+            # A LiteLLM release changed a method this path calls: acompletion still works, so use it from now on.
+            _switch_off(route.provider, exc)
+        # Anything else LiteLLM refuses while translating (an unsupported parameter value): acompletion raises its
+        # own error for it, the very one a user of the slow path gets.
         raise _Unsupported from None
+
+
+def _changed_signature(exc: Exception) -> bool:
+    """Whether ``exc`` says a LiteLLM function this path calls has a different shape than the one tested."""
+    if isinstance(exc, (AttributeError, ImportError, NotImplementedError)):
+        return True
+    return isinstance(exc, TypeError) and "argument" in str(exc)
 
 
 _NOT_SAMPLING = ("model", "messages", "num_retries", "api_base", "api_key", "timeout")
