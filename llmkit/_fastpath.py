@@ -108,8 +108,11 @@ class FastPathTransport:
 
     async def acomplete(self, request: Request) -> Completion:
         try:
-            prepared = await _prepare(request, self._fallback._kwargs(request))
+            prepared: _Prepared | None = await _prepare(request, self._fallback._kwargs(request))
         except _Unsupported:
+            prepared = None
+        if prepared is None:
+            # Outside the except block: an error the fallback raises must not carry _Unsupported as its context.
             return await self._fallback.acomplete(request)
         self.fast_calls += 1
         return await self._send(request, prepared)
@@ -285,6 +288,8 @@ async def _build(route: _Route, kwargs: dict[str, Any]) -> _Prepared:
     if _bridged_to_responses(route, kwargs.get("api_base"), sampling):
         raise _Unsupported
     api_key = kwargs.get("api_key") or _env(_KEY_ENV[route.provider])
+    if not api_key:
+        raise _Unsupported  # acompletion's routes refuse or reword a keyless request themselves: let them
     messages = list(
         route.config.translate_developer_role_to_system_role(
             messages=kwargs["messages"],

@@ -21,6 +21,7 @@ from llmkit import (
     SamplingParams,
     TimeoutError,
     _fastpath,
+    _transport,
 )
 from llmkit._fastpath import FastPathTransport
 from llmkit._transport import LiteLLMTransport
@@ -207,6 +208,10 @@ async def test_requests_the_fast_path_cannot_prove_go_through_acompletion(fake_p
     model = Model(name, api_base=fake_provider.api_base(provider), api_key="fake-key", **model_kwargs)
     c = await LLMClient([model], transport=transport).acomplete("hello")
     assert c.text == "Echo: hello" and transport.fast_calls == 0 and fake_provider.count == 1
+    fake_provider.fail_next(kind="status", status=401)
+    with pytest.raises(LLMError) as info:
+        await LLMClient([model], transport=transport, retry=NO_RETRY).acomplete("x")
+    assert info.value.status == 401 and info.value.__context__ is None and info.value.__cause__ is None
 
 
 async def test_a_history_with_null_fields_goes_through_acompletion(fake_provider) -> None:
@@ -361,6 +366,7 @@ async def test_cost_is_litellms_and_priced_once_per_model_and_usage(fake_provide
 async def test_a_key_from_the_environment_is_sent_and_never_shown(fake_provider, monkeypatch, provider) -> None:
     variable = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}[provider]
     monkeypatch.setenv(variable, MARKER_KEY)
+    monkeypatch.setattr(_transport, "_KEY_VARS", {})  # what _check_key learns with the variable set stays here
     transport = FastPathTransport()
     model = Model(DEFAULT_MODEL[provider], api_base=fake_provider.api_base(provider))
     assert (await LLMClient([model], transport=transport).acomplete("hi")).text == "Echo: hi"
@@ -387,3 +393,16 @@ def test_an_untested_litellm_release_turns_the_fast_path_off_with_one_warning(mo
         _fastpath._tested_litellm.cache_clear()
         _fastpath._route.cache_clear()
     assert _fastpath._route("openai/gpt-4o-mini") is not None  # the installed, tested release
+
+
+@pytest.mark.parametrize("provider", sorted(_fastpath._PROVIDERS))
+async def test_a_request_with_no_key_anywhere_goes_through_acompletion(fake_provider, monkeypatch, provider) -> None:
+    """The OpenAI SDK refuses to send without a key (LiteLLM reports a 500); the fast path must not send it keyless."""
+    request = _transport.Request(
+        Model(DEFAULT_MODEL[provider], api_base=fake_provider.api_base(provider)),
+        [{"role": "user", "content": "hi"}],
+        SamplingParams(),
+        RequestOptions(),
+    )
+    with pytest.raises(_fastpath._Unsupported):
+        await _fastpath._prepare(request, LiteLLMTransport()._kwargs(request))

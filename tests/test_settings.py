@@ -285,7 +285,7 @@ pools:
     lines = config_error(path).splitlines()
     assert lines == [
         f"{path}:6: pools.default.models[1].temperature: unknown key; allowed: name, weight, api_base, api_key, "
-        "sampling, limits, supports, provider_options (temperature goes under 'sampling:')",
+        "sampling, limits, supports, provider_options, transport (temperature goes under 'sampling:')",
         f"{path}:8: pools.default.sampling.temprature: unknown key; allowed: temperature, top_p, max_tokens, stop, "
         "seed, reasoning_effort, thinking_budget, logprobs, top_logprobs, json_mode (did you mean 'temperature'?)",
         f"{path}:9: pools.default.retries: unknown key; allowed: models, sampling, limits, retry, cache, "
