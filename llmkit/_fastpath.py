@@ -18,6 +18,7 @@ warning and the request goes through ``acompletion``: never a wrong answer. Impo
 from __future__ import annotations
 
 import asyncio
+import atexit
 import copy
 import functools
 import json
@@ -192,6 +193,8 @@ class _Pool:
     def open(cls, loop: asyncio.AbstractEventLoop) -> _Pool:
         import aiohttp
 
+        _close_all_at_exit()
+
         # limit=0: llmkit's own limiter and the batch's max_in_flight bound concurrency, not the connector.
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
         owner = loop.create_task(_close_when_cancelled(session), name="llmkit-fastpath-session")
@@ -205,6 +208,28 @@ class _Pool:
         """Drop a pool whose loop was closed without cancelling its tasks: nothing can run on it any more, and its
         pending owner must not be reported as destroyed."""
         self.owner._log_destroy_pending = False  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _close_all_at_exit() -> None:
+    """Once: at interpreter exit, close the sessions still open, chiefly the sync twins' on llmkit's background loop
+    (a daemon thread that never shuts down), so a script that never called close() exits without aiohttp's
+    "Unclosed client session" noise."""
+    atexit.register(_close_all)
+
+
+def _close_all() -> None:
+    for loop, pool in list(_POOLS.items()):
+        del _POOLS[loop]
+        if loop.is_closed() or pool.session.closed:
+            continue
+        try:
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(pool.aclose(), loop).result(timeout=2)
+            else:
+                loop.run_until_complete(pool.aclose())
+        except Exception:  # exiting anyway: a session that cannot be closed in time is left to the OS
+            logger.debug("fast path: session not closed at exit", exc_info=True)
 
 
 async def _close_when_cancelled(session: aiohttp.ClientSession) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -406,3 +407,26 @@ async def test_a_request_with_no_key_anywhere_goes_through_acompletion(fake_prov
     )
     with pytest.raises(_fastpath._Unsupported):
         await _fastpath._prepare(request, LiteLLMTransport()._kwargs(request))
+
+
+def test_a_sync_script_that_never_closes_its_client_closes_the_session_at_exit(fake_provider) -> None:
+    """The sync twins' session lives on llmkit's background loop, which never shuts down: llmkit closes it at exit
+    (before, aiohttp reported an unclosed session while the interpreter was shutting down)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import atexit, sys\n"
+        "from llmkit import LLMClient, Model, _fastpath\n"
+        "pools = []\n"
+        "atexit.register(lambda: print('closed' if pools[0].session.closed else 'open'))  # runs after llmkit's\n"
+        "print(LLMClient([Model('openai/gpt-4o-mini', api_base=sys.argv[1], api_key='k')]).complete('hi').text)\n"
+        "pools.extend(_fastpath._POOLS.values())\n"
+    )
+    root = os.path.dirname(os.path.dirname(_fastpath.__file__))  # this tree's llmkit, not an installed one
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": root}
+    done = subprocess.run(
+        [sys.executable, "-c", script, fake_provider.api_base("openai")], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0 and done.stdout.split() == ["Echo:", "hi", "closed"], done.stderr[-2000:]
+    assert "Unclosed" not in done.stderr
