@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _batch, _embed, _provider_batch, _sync
 from ._budget import Account, Budget, Reservation, Scope, WaitRefused, check_wait, deadline_at, declared_cost
 from ._cache import ResponseCache
+from ._fastpath import FastPathTransport
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
 from ._messages import to_messages
@@ -62,7 +63,7 @@ from ._trace import (
     Tracer,
     WaitStarted,
 )
-from ._transport import LiteLLMTransport, Request, Transport, model_price, output_support
+from ._transport import Request, Transport, model_price, output_support
 from ._types import Message, MessagesInput
 from .errors import (
     AuthenticationError,
@@ -335,7 +336,7 @@ class LLMClient:
         self._hooks = HookSet(hooks)
         self.budget = budget
         self._account = Account(budget) if budget is not None else None
-        self._transport = transport or LiteLLMTransport()
+        self._transport = transport or FastPathTransport()
         self._sleep = sleep
         # One index space for every deployment: the pool's first, then the fallbacks (a 429 cools them down and a bad
         # key takes them out, as for any deployment, but routing only reaches them through _fallbacks).
@@ -965,12 +966,15 @@ class LLMClient:
     embed_as_completed = _embed.embed_as_completed
 
     def close(self) -> None:
-        """Close the cache's files (the client is unusable for cached calls afterwards) and the trace files."""
+        """Close the cache's files (the client is unusable for cached calls afterwards), the trace files and the
+        transport's HTTP sessions (a later call opens new ones)."""
         if self.cache is not None:
             self.cache.close()
         for hook in self._hooks.hooks:
             if isinstance(hook, Tracer):
                 hook.close()
+        if (close := getattr(self._transport, "close", None)) is not None:
+            close()
 
     def __enter__(self) -> LLMClient:
         return self

@@ -202,6 +202,11 @@ class Model(_Params):
         None, ge=0, description="USD per prompt token, for models LiteLLM has no price for (budgets need one)."
     )
     output_cost_per_token: float | None = Field(None, ge=0, description="USD per output token; see above.")
+    transport: Literal["auto", "litellm"] = Field(
+        "auto",
+        description="'auto': LiteLLM's provider translation on llmkit's fast HTTP path where it is proven to match "
+        "litellm.acompletion, acompletion elsewhere; 'litellm': always litellm.acompletion. Not part of the cache key.",
+    )
 
     def __init__(self, name: str | None = None, /, **data: Any) -> None:
         if name is not None:

@@ -28,6 +28,7 @@ ALLOWED = {
     "_status": {"_result"},
     "_normalize": {"_result", "errors"},
     "_transport": {"_budget", "_files", "_normalize", "_params", "_result", "_types", "errors"},
+    "_fastpath": {"_result", "_transport", "errors"},
     "_sync": {"errors"},
     "_outfile": {"errors"},
     "_budget": {"_params", "_result", "errors"},
@@ -76,12 +77,14 @@ ALLOWED = {
         "_status",
         "_sync",
         "_transport",
+        "_fastpath",
         "_types",
         "errors",
     },
 }
 # _batch_transport: provider batch APIs are a second wire (files, jobs, result lines), see its docstring.
-LITELLM_ONLY_IN = {"_transport", "_batch_transport", "cli", "local", "_local"}
+# _fastpath: LiteLLM's provider translation on llmkit's own HTTP session, see its docstring.
+LITELLM_ONLY_IN = {"_transport", "_batch_transport", "_fastpath", "cli", "local", "_local"}
 
 
 def _imports(path: Path) -> tuple[set[str], set[str]]:

@@ -459,8 +459,8 @@ def test_config_errors_give_file_line_and_key_path(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == (
         "llmkit: error: llmkit.yaml:5: pools.default.models[0].wieght: unknown key; allowed: name, weight, api_base, "
-        "api_key, sampling, limits, supports, provider_options, input_cost_per_token, output_cost_per_token "
-        "(did you mean 'weight'?)"
+        "api_key, sampling, limits, supports, provider_options, input_cost_per_token, output_cost_per_token, "
+        "transport (did you mean 'weight'?)"
     )
     assert main(["run", "prompts.jsonl", "-o", "o.jsonl", "--pool", "fast"]) == 2
     assert main(["config", "validate"]) == 2

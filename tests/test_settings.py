@@ -286,7 +286,7 @@ pools:
     lines = config_error(path).splitlines()
     assert lines == [
         f"{path}:6: pools.default.models[1].temperature: unknown key; allowed: name, weight, api_base, api_key, "
-        "sampling, limits, supports, provider_options, input_cost_per_token, output_cost_per_token "
+        "sampling, limits, supports, provider_options, input_cost_per_token, output_cost_per_token, transport "
         "(temperature goes under 'sampling:')",
         f"{path}:8: pools.default.sampling.temprature: unknown key; allowed: temperature, top_p, max_tokens, stop, "
         "seed, reasoning_effort, thinking_budget, logprobs, top_logprobs, json_mode (did you mean 'temperature'?)",
