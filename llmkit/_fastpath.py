@@ -136,7 +136,9 @@ class FastPathTransport:
             ) as reply:
                 body = await reply.read()
                 status, headers = reply.status, reply.headers
-            response = _REPLIES[prepared.route.provider](prepared, status, dict(headers.items()), body)
+            # Lowercased, as httpx's case-insensitive headers read on the acompletion path (x-request-id, retry-after).
+            replied = {name.lower(): value for name, value in headers.items()}
+            response = _REPLIES[prepared.route.provider](prepared, status, replied, body)
         except Exception as exc:
             error = map_exception(_litellm_error(exc, prepared), request.model)
         if error is not None:

@@ -287,8 +287,9 @@ class RedisState:
             )
 
     def answered(self) -> None:
-        """A Redis call succeeded: end an outage, if there was one."""
-        if self._lost_at is not None:
+        """A Redis call succeeded: end an outage, if there was one. A call that was already on its way when Redis was
+        lost may still succeed just after; only one sent once it was time to try again says Redis is back."""
+        if self._lost_at is not None and time.monotonic() >= self._retry_at:
             with self._lock:
                 lost_at, self._lost_at = self._lost_at, None
             if lost_at is not None:
