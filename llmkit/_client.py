@@ -756,14 +756,18 @@ class LLMClient:
         raise failure
 
     async def _attempts(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
-        """The first attempt runs bare; after a retryable failure, tenacity runs the rest.
+        return await self._retried(tries, lambda: self._attempt(plan, tries))
+
+    async def _retried(self, tries: _Tries, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()`` under the retry policy (completions and embeddings alike): the first runs bare; after a
+        retryable failure, tenacity runs the rest.
 
         Most calls succeed at once, and tenacity's per-call state is ~40 objects in reference cycles that live through
         the whole request: in a batch that cost ~200 µs of CPU per prompt, most of it garbage collection
         (``bench_core.py --only inflight``).
         """
         try:
-            return await self._attempt(plan, tries)
+            return await attempt()
         except LLMError as exc:
             if not exc.retryable or out_of_attempts(self.retry, tries.count, tries.charged):
                 raise
@@ -772,9 +776,9 @@ class LLMClient:
         async def backoff(seconds: float) -> None:
             await self._wait(tries, "backoff", seconds)
 
-        async for attempt in retrying(self.retry, backoff, lambda: (tries.count, tries.charged)):
-            with attempt:
-                result = await self._attempt(plan, tries)
+        async for retry in retrying(self.retry, backoff, lambda: (tries.count, tries.charged)):
+            with retry:
+                result = await attempt()
         return result
 
     async def _acquire(self, plan: _Plan, tries: _Tries) -> tuple[int, list[Permit]]:
@@ -816,12 +820,26 @@ class LLMClient:
 
     async def _attempt(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
         index, permits = await self._acquire(plan, tries)
+        request = plan.requests[index]
+        sent = _within(request, self._transport.acomplete(request))
+        completion = await self._sent(index, permits, tries, sent, lambda c: c.usage.total_tokens or None)
+        return index, self._settled(index, completion, tries)
+
+    async def _sent(
+        self,
+        index: int,
+        permits: list[Permit],
+        tries: _Tries,
+        request: Awaitable[T],
+        tokens: Callable[[T], int | None],
+    ) -> T:
+        """Await one request on deployment ``index`` (a completion or an embedding): counted in flight, its permits
+        released with the ``tokens`` it really used, the router and the retry state told how it went."""
         used: int | None = None
         self.status.add("in_flight")
-        request = plan.requests[index]
         try:
-            completion = await _within(request, self._transport.acomplete(request))
-            used = completion.usage.total_tokens or None
+            result = await request
+            used = tokens(result)
         except LLMError as exc:
             self._failed(index, exc, tries)
             raise
@@ -830,7 +848,7 @@ class LLMClient:
             for permit in permits:
                 permit.release(used)
         self._router.on_success(index)
-        return index, self._settled(index, completion, tries)
+        return result
 
     def _failed(self, index: int, exc: LLMError, tries: _Tries) -> None:
         # Why a batch retried is otherwise invisible: status counts retries, not their causes. INFO is off by default.

@@ -29,7 +29,6 @@ from ._batch import _Progress
 from ._cache import disk_tier
 from ._params import Model, _Params
 from ._result import Usage
-from ._retry import out_of_attempts, retrying, wait_s
 from ._vector_cache import VectorCache, as_float32
 from .errors import AuthenticationError, BadRequestError, ConfigError, LLMError, ModelNotFoundError
 
@@ -352,48 +351,26 @@ async def _send(run: _Run, batch: list[tuple[str, str]]) -> list[tuple[str, arra
 
 
 async def _attempts(run: _Run, texts: list[str]) -> _transport.EmbedReply:
-    """The client's retry loop (``LLMClient._attempts``) around an embedding request: first attempt bare."""
+    """The client's retry loop (``LLMClient._retried``) around an embedding request."""
     from ._client import _Tries
 
-    client = run.client
     tries = _Tries()
     slots = _Slots(dict.fromkeys(run.candidates), sum(map(_tokens, texts)))
-    try:
-        return await _attempt(run, texts, slots, tries)
-    except LLMError as exc:
-        if not exc.retryable or out_of_attempts(client.retry, tries.count, tries.charged):
-            raise
-        await client._sleep(wait_s(client.retry, exc, tries.count))
-    async for attempt in retrying(client.retry, client._sleep, lambda: (tries.count, tries.charged)):
-        with attempt:
-            reply = await _attempt(run, texts, slots, tries)
-    return reply
+    return await run.client._retried(tries, lambda: _attempt(run, texts, slots, tries))
 
 
 async def _attempt(run: _Run, texts: list[str], slots: _Slots, tries: Any) -> _transport.EmbedReply:
-    """Limits, router and status as ``LLMClient._attempt``; the request goes to ``_transport.aembed``."""
+    """Limits and router as ``LLMClient._attempt`` (``_acquire``, ``_sent``); the request goes to ``_transport.aembed``,
+    bounded as a whole like a completion (LiteLLM's timeout is per read)."""
+    from ._client import bounded
+
     client = run.client
     index, permits = await client._acquire(cast(Any, slots), tries)
     run.totals.requests += 1
-    used: int | None = None
-    client.status.add("in_flight")
-    try:
-        model = client._deployments[index]
-        timeout_s = run.options.timeout_s if run.options.timeout_s is not None else client.timeout_s
-        sent = _transport.aembed(model, texts, _request_params(run.options), timeout_s)
-        from ._client import bounded  # LiteLLM's timeout is per read: bound the whole request
-
-        reply = await bounded(timeout_s, model, sent)
-        used = reply.input_tokens or None
-    except LLMError as exc:
-        client._failed(index, exc, tries)
-        raise
-    finally:
-        client.status.add("in_flight", -1)
-        for permit in permits:
-            permit.release(used)
-    client._router.on_success(index)
-    return reply
+    model = client._deployments[index]
+    timeout_s = run.options.timeout_s if run.options.timeout_s is not None else client.timeout_s
+    sent = bounded(timeout_s, model, _transport.aembed(model, texts, _request_params(run.options), timeout_s))
+    return await client._sent(index, permits, tries, sent, lambda reply: reply.input_tokens or None)
 
 
 def _request_params(options: EmbeddingOptions) -> dict[str, Any]:
