@@ -31,7 +31,7 @@ from typing import Any
 from ._files import File
 from ._params import Model
 from ._transport import _litellm, _retry_after, map_exception
-from .errors import LLMError, RateLimitError
+from .errors import LLMError, ModelNotFoundError, ProviderError, RateLimitError
 
 __all__ = ["UPLOAD_PROVIDERS", "account", "aexists", "aupload", "files_base", "reference"]
 
@@ -97,6 +97,17 @@ async def aupload(model: Model, file: File, timeout_s: float | None) -> str:
         )
     except Exception as exc:
         error = _mapped(exc, model)
+    if isinstance(error, ModelNotFoundError):
+        # A 404 from the files API says nothing about the model: the router must not take the deployment out.
+        where = files_base(model) or f"{model.provider}'s default endpoint"
+        error = ProviderError(
+            f"{model.name}: the files API at {where} answered 404 to an upload ({error.message}); check the "
+            "api_base, or send files inline: FileUploads(providers={...: 'never'})",
+            model=model.name,
+            provider=model.provider,
+            status=404,
+            retryable=False,
+        )
     if error is not None:
         raise error  # outside the except block: LiteLLM's exception (its text may hold a key) is not chained
     logger.debug("uploaded %r (%d bytes) to %s as %s", file, file.size, model.provider, created.id)

@@ -20,6 +20,8 @@ from llmkit import (
     LLMClient,
     LLMError,
     Model,
+    ModelNotFoundError,
+    ProviderError,
     RetryPolicy,
     UnsupportedFeatureError,
 )
@@ -188,6 +190,27 @@ async def test_no_key_in_an_upload_error(fake_provider: FakeProvider, wire: str)
     seen = "".join(traceback.format_exception(caught.value)) + repr(caught.value) + str(caught.value.to_dict())
     assert KEY not in seen and fake_provider.uploads.requests[f"{wire} failed"] == 1
     assert fake_provider.count == 0  # the chat request was never sent
+
+
+async def test_a_404_from_the_files_api_does_not_take_the_model_out_of_the_pool(fake_provider: FakeProvider) -> None:
+    fake_provider.uploads.fail_next(1, status=404)
+    c = client(fake_provider, "openai", FileUploads(mode="always"), retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(ProviderError, match="files API") as caught:
+        await c.acomplete(["Summarize", File(PDF)])
+    assert caught.value.status == 404 and not isinstance(caught.value, ModelNotFoundError)
+    reply = await c.acomplete(["Summarize", File(PDF)])
+    assert reply.text == f"Echo: Summarize {echo('application/pdf', PDF)}"
+
+
+async def test_a_pool_skips_the_deployment_that_cannot_take_a_big_file(fake_provider: FakeProvider) -> None:
+    big_png = b"\x89PNG\r\n\x1a\n" + bytes(25_000_000)
+    pool = [
+        Model(MODELS["openai"], api_base=fake_provider.api_base("openai"), api_key=KEY, weight=1000),
+        Model(MODELS["gemini"], api_base=fake_provider.api_base("gemini"), api_key=KEY, weight=0.001),
+    ]
+    reply = await LLMClient(pool).acomplete(["What is this?", File(big_png)])
+    assert reply.model == MODELS["gemini"] and reply.text == f"Echo: What is this? {echo('image/png', big_png)}"
+    assert fake_provider.count == 1 and fake_provider.uploads.count == 1
 
 
 def test_a_missing_file_is_a_config_error_before_anything_is_uploaded(
