@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -156,10 +156,22 @@ class Uploads:
 
         return replace(request, messages=with_parts(request.messages, part))
 
-    async def acomplete(self, request: Request, transport: Transport) -> Completion:
+    def acomplete(self, request: Request, transport: Transport) -> Awaitable[Completion]:
+        """``transport.acomplete`` of the resolved request; a request without files goes straight through (no
+        coroutine of its own: this runs for every prompt)."""
+        if not files_in(request.messages):
+            return transport.acomplete(request)
+        return self._acomplete(request, transport)
+
+    async def _acomplete(self, request: Request, transport: Transport) -> Completion:
         return await transport.acomplete(await self.resolved(request))
 
-    async def astream(self, request: Request, transport: Transport) -> AsyncIterator[StreamDelta | Completion]:
+    def astream(self, request: Request, transport: Transport) -> AsyncIterator[StreamDelta | Completion]:
+        if not files_in(request.messages):
+            return transport.astream(request)
+        return self._astream(request, transport)
+
+    async def _astream(self, request: Request, transport: Transport) -> AsyncIterator[StreamDelta | Completion]:
         stream = transport.astream(await self.resolved(request))
         try:
             async for item in stream:

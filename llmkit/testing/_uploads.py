@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from ._anthropic import AnthropicWire
+from ._batches import BatchStore
 from ._gemini import GeminiWire
 from ._openai import OpenAIWire
 from ._replies import Wire, stable_id
@@ -29,7 +30,6 @@ GEMINI_FILE_URI = "https://generativelanguage.googleapis.com/v1beta/files/"
 """The prefix of every Gemini file URI, whatever host served the upload (the real API's canonical name; LiteLLM
 passes a ``file_id`` with this prefix through as ``fileData`` and would download any other URL)."""
 
-_CREATED = 1_700_000_000
 _BatchUpload = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -150,15 +150,7 @@ class UploadStore:
                 "created_at": "2023-11-14T22:13:20Z",
                 "downloadable": False,
             }
-        return {
-            "id": file_id,
-            "object": "file",
-            "bytes": len(data),
-            "created_at": _CREATED,
-            "filename": name,
-            "purpose": "user_data",
-            "status": "processed",
-        }
+        return BatchStore._file_object(file_id, data, name, purpose="user_data")
 
     # -- Gemini: resumable upload ------------------------------------------------------------------------------
     async def _gemini_upload(self, request: web.Request) -> web.StreamResponse:
