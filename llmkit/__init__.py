@@ -21,6 +21,7 @@ from ._redis import RedisState
 from ._result import Completion, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
 from ._status import StatusTracker
 from ._trace import AttemptFailed, AttemptStarted, CacheHit, CallCompleted, Hooks, Tracer, WaitStarted
+from ._uploads import FileUploads
 from .errors import (
     AuthenticationError,
     BadRequestError,
@@ -65,6 +66,7 @@ __all__ = [
     "EmbeddingResult",
     "FakeProvider",
     "File",
+    "FileUploads",
     "Hooks",
     "InvalidResponseError",
     "LLMClient",

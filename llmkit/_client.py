@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _batch, _embed, _provider_batch, _sync
 from ._budget import Account, Budget, Reservation, Scope, WaitRefused, check_wait, deadline_at, declared_cost
-from ._cache import ResponseCache
+from ._cache import ResponseCache, disk_tier
 from ._fastpath import FastPathTransport
 from ._fingerprint import fingerprint
 from ._limiter import Permit, RateLimiter
@@ -65,6 +65,7 @@ from ._trace import (
 )
 from ._transport import Request, Transport, model_price, output_support
 from ._types import Message, MessagesInput
+from ._uploads import FileUploads, Uploads
 from .errors import (
     AuthenticationError,
     ConfigError,
@@ -299,7 +300,9 @@ class LLMClient:
     ``RequestOptions.timeout_s`` says otherwise; None waits forever. ``budget``: the most this client may ever spend
     (``Budget``); a batch may add its own. ``hooks``: ``Hooks`` (a ``Tracer`` among them) told of every attempt,
     answer, cache hit and wait. ``shared``: a ``RedisState`` that holds the limits and cooldowns for every process
-    using it. ``transport``, ``sleep``, ``clock`` and ``seed`` are for tests.
+    using it. ``uploads``: when a ``File`` is uploaded through the provider's files API instead of sent inline
+    (``FileUploads``; by default files of 10 MB or more). ``transport``, ``sleep``, ``clock`` and ``seed`` are for
+    tests.
     """
 
     def __init__(
@@ -315,6 +318,7 @@ class LLMClient:
         budget: Budget | None = None,
         hooks: Hooks | Sequence[Hooks] | None = None,
         shared: RedisState | None = None,
+        uploads: FileUploads | Mapping[str, Any] | None = None,
         transport: Transport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -332,6 +336,7 @@ class LLMClient:
         self.limits = limits
         self.retry = retry or RetryPolicy()
         self.cache = _as_cache(cache)
+        self._uploads = Uploads(as_params(FileUploads, uploads, "uploads") or FileUploads(), disk_tier(self.cache))
         self.status = StatusTracker()
         self._hooks = HookSet(hooks)
         self.budget = budget
@@ -525,6 +530,7 @@ class LLMClient:
             shaped = shaped or sent is not request
             try:
                 self._transport.check(sent)
+                self._uploads.check(sent)
             except AuthenticationError as exc:
                 self._router.on_failure(index, exc)
                 refusals.append(exc)
@@ -821,7 +827,7 @@ class LLMClient:
     async def _attempt(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
         index, permits = await self._acquire(plan, tries)
         request = plan.requests[index]
-        sent = _within(request, self._transport.acomplete(request))
+        sent = _within(request, self._uploads.acomplete(request, self._transport))
         completion = await self._sent(index, permits, tries, sent, lambda c: c.usage.total_tokens or None)
         return index, self._settled(index, completion, tries)
 
@@ -944,7 +950,7 @@ class LLMClient:
         used: int | None = None
         start = time.perf_counter()
         request = plan.requests[index]
-        stream = self._transport.astream(request)
+        stream = self._uploads.astream(request, self._transport)
         try:
             # The attempt's deadline covers the wait for the first item; later gaps are LiteLLM's per-read timeout.
             first = await _within(request, anext(stream))

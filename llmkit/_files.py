@@ -6,7 +6,8 @@ same PDF read from two paths is the same request to the cache. The content part 
 transport edge (``content_part``); LiteLLM translates it per provider: ``image_url`` (OpenAI, and Anthropic
 ``image`` / Gemini ``inline_data``), ``file`` with ``file_data`` for documents (OpenAI ``file``, Anthropic
 ``document``, Gemini ``inline_data``), ``input_audio`` for audio (https://docs.litellm.ai/docs/completion/vision,
-.../document_understanding, .../audio). Uploading instead of sending inline is not built yet.
+.../document_understanding, .../audio). Whether a file goes inline or by an uploaded id is decided per attempt by
+``_uploads`` (``FileUploads``), which replaces the ``File`` with a reference to its upload.
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ ALLOWED = {
     "_normalize": {"_result", "errors"},
     "_transport": {"_budget", "_files", "_normalize", "_params", "_result", "_types", "errors"},
     "_fastpath": {"_result", "_transport", "errors"},
+    "_upload_transport": {"_files", "_params", "_transport", "errors"},
+    "_uploads": {"_cache", "_files", "_params", "_result", "_transport", "_upload_transport", "errors"},
     "_sync": {"errors"},
     "_outfile": {"errors"},
     "_budget": {"_params", "_result", "errors"},
@@ -79,12 +81,14 @@ ALLOWED = {
         "_transport",
         "_fastpath",
         "_types",
+        "_uploads",
         "errors",
     },
 }
 # _batch_transport: provider batch APIs are a second wire (files, jobs, result lines), see its docstring.
 # _fastpath: LiteLLM's provider translation on llmkit's own HTTP session, see its docstring.
-LITELLM_ONLY_IN = {"_transport", "_batch_transport", "_fastpath", "cli", "local", "_local"}
+# _upload_transport: files APIs are a third wire (uploads referenced by id in chat), see its docstring.
+LITELLM_ONLY_IN = {"_transport", "_batch_transport", "_fastpath", "_upload_transport", "cli", "local", "_local"}
 
 
 def _imports(path: Path) -> tuple[set[str], set[str]]:

@@ -138,8 +138,12 @@ class BatchStore:
         with self._lock:
             return sum(self.received.values())
 
+    def upload_handler(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """The handler for a batch input file; ``/v1/files`` is routed by ``testing._uploads``, which also takes
+        OpenAI's and Anthropic's other uploads on that path."""
+        return self._guard(self._upload, "upload")
+
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/v1/files", self._guard(self._upload, "upload"))
         app.router.add_get("/v1/files/{id}/content", self._guard(self._content, "content"))
         app.router.add_post("/v1/batches", self._guard(self._create_openai, "create"))
         app.router.add_get("/v1/batches", self._guard(self._list_openai, "list"))

@@ -28,9 +28,11 @@ from aiohttp import web
 from ._anthropic import AnthropicWire
 from ._batches import BatchStore
 from ._embeddings import embed_body, embed_problem
+from ._files import stored_files
 from ._gemini import GeminiWire
 from ._openai import OpenAIWire
 from ._replies import Meta, Wire, build_reply, context_limit, parse_directives, stable_id
+from ._uploads import UploadStore
 
 __all__ = ["FakeProvider", "RecordedRequest"]
 
@@ -100,6 +102,8 @@ class FakeProvider:
         self._seen: set[str] = set()
         self.batches = BatchStore(self._remember, self._lock)
         """The provider batch endpoints (OpenAI files and batches, Anthropic Message Batches) and their counters."""
+        self.uploads = UploadStore(self._lock, self.batches.upload_handler())
+        """Files uploaded for prompts (OpenAI, Anthropic and Gemini files APIs): stored bytes, counters, ``expire``."""
         self._disconnects = 0
         self._error_ids = itertools.count(1)
 
@@ -133,6 +137,7 @@ class FakeProvider:
             app.router.add_post(embed, self._route(gemini, "embeddings"))
             app.router.add_post(f"/{version}/models/{{target}}", self._route(gemini, "chat"))
         self.batches.add_routes(app)
+        self.uploads.add_routes(app)
         # handler_cancellation: a client that gives up on a "timeout" fault frees its handler at once.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -225,6 +230,7 @@ class FakeProvider:
             self._seen.clear()
             self._disconnects = 0
         self.batches.reset()
+        self.uploads.reset()
 
     def fail_next(
         self,
@@ -392,6 +398,7 @@ class FakeProvider:
         return None
 
     async def _handle(self, request: web.Request, wire: Wire, endpoint: str) -> web.StreamResponse:
+        stored_files.set(self.uploads.lookup)  # a part that references an uploaded file is echoed with its bytes
         try:
             body = await request.json()
         except ValueError:
