@@ -98,7 +98,9 @@ def _context() -> multiprocessing.context.SpawnContext | multiprocessing.context
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["llmkit._workers", "litellm", "aiohttp"])
+    # Third-party modules only: before 3.12 the server imports its preloads on its own sys.path, not this
+    # process's, so llmkit itself could come from another install; a worker imports it on this process's path.
+    context.set_forkserver_preload(["litellm", "aiohttp"])
     return context
 
 
