@@ -216,6 +216,7 @@ class _Job:
     client_account: SharedAccount | None
     batch_account: SharedAccount | None
     gc_freeze: bool = True
+    full_collections_before: int = 0  # set in the worker: its count is the fork server's until then
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -307,6 +308,7 @@ def _worker_main(conn: Connection, job: _Job) -> None:
     keeping every answer they sent). A parent that dies closes the pipe: the worker finishes what it holds and exits.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    job.full_collections_before = gc.get_stats()[2]["collections"]
     os.environ.clear()
     os.environ.update(job.environ)
     client = _client_of(job)
@@ -316,7 +318,7 @@ def _worker_main(conn: Connection, job: _Job) -> None:
 
     _litellm()  # LiteLLM as llmkit imports it (its bundled price map, no network fetch)
     if job.gc_freeze:
-        gc.collect()
+        # No gc.collect() first: a full pass over LiteLLM's heap costs 0.5-1 s, and a fresh fork holds no garbage.
         gc.freeze()
     try:
         asyncio.run(_serve(conn, client, job))
@@ -365,9 +367,9 @@ class _Outbox:
         if len(self.ready) >= _CHUNK:
             self.flush()
 
-    def flush(self, kind: str = "results") -> None:
+    def flush(self, kind: str = "results", **more: float) -> None:
         status = self.client.status
-        counters = {name: getattr(status, name) for name in _COUNTERS} | {"waited_s": dict(status.waited_s)}
+        counters = {name: getattr(status, name) for name in _COUNTERS} | {"waited_s": dict(status.waited_s)} | more
         self.conn.send((kind, self.ready, counters))
         self.ready = []
 
@@ -391,7 +393,8 @@ async def _serve(conn: Connection, client: LLMClient, job: _Job) -> None:
     finally:
         flusher.cancel()
         await stream.aclose()
-    outbox.flush("done")
+    full = gc.get_stats()[2]["collections"] - job.full_collections_before
+    outbox.flush("done", cpu_s=time.process_time(), full_collections=full)
 
 
 # -- the parent -----------------------------------------------------------------------------------------------------
@@ -510,6 +513,18 @@ class _Totals:
         self.latest.get(k, {})["in_flight"] = 0
 
 
+def _log_done(k: int, counters: dict[str, Any]) -> None:
+    """What a worker cost, at DEBUG (``extra["llmkit_worker"]`` holds the numbers: the benchmarks read them)."""
+    numbers = {"worker": k, "cpu_s": counters["cpu_s"], "full_collections": counters["full_collections"]}
+    logger.debug(
+        "worker process %d done: %.2f s CPU, %d full collections",
+        k,
+        numbers["cpu_s"],
+        numbers["full_collections"],
+        extra={"llmkit_worker": numbers},
+    )
+
+
 def _lost(k: int, proc: SpawnProcess | ForkServerProcess) -> Completion:
     proc.join(1.0)
     code = proc.exitcode
@@ -589,8 +604,10 @@ async def _sharded(
                 if not running:
                     answers += [(index, _lost(k, message[1])) for index in pool.rest()]
             else:
-                running -= kind == "done"
                 totals.update(client, k, message[2])
+                if kind == "done":
+                    running -= 1
+                    _log_done(k, message[2])
                 answers = message[1]
             for index, completion in answers:
                 pool.answered(k, index)
