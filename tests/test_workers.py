@@ -248,3 +248,16 @@ def test_ctrl_c_keeps_what_was_written_and_a_rerun_sends_only_the_unanswered(
     assert not resent & {f"question {line['id'][1:]}" for line in kept}  # type: ignore[index]
     assert len(resent) == fake_provider.count <= 200 - len(kept)
     assert [line["id"] for line in _lines(tmp_path / "out.jsonl")] == [f"p{i}" for i in range(200)]
+
+
+@pytest.mark.slow
+async def test_workers_take_this_process_environment_not_the_fork_servers(
+    fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await LLMClient(_model(fake_provider)).abatch_in_workers(["warm"], workers=2)  # the fork server runs from here on
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-exported-later-0123456789")  # as a notebook user does after a first run
+    keyless = Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"))
+
+    results = await LLMClient(keyless).abatch_in_workers(["a", "b", "c"], workers=2)
+
+    assert [r.text for r in results] == ["Echo: a", "Echo: b", "Echo: c"]
