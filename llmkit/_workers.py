@@ -477,12 +477,15 @@ class _Pool:
                 return
             yield item[0]
 
-    def stop(self) -> None:
-        """Stop the workers that are still running (Ctrl-C, an error): what they answered is in the cache."""
+    def stop(self, finished: bool) -> None:
+        """Let finished workers exit (they close their cache and connections), or stop those still running (Ctrl-C,
+        an error: what they answered is in the cache); a worker that does not exit in ``_STOP_S`` is killed."""
+        deadline = time.monotonic() + _STOP_S
         for proc in self._procs:
+            if finished:
+                proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.terminate()
-        deadline = time.monotonic() + _STOP_S
         for proc in self._procs:
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
@@ -618,7 +621,7 @@ async def _sharded(
                     await outcome
                 yield index, completion
     finally:
-        pool.stop()
+        pool.stop(finished=not running)
         progress.close(errors)
         _settle(client, jobs[0].client_account)
 
