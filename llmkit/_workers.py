@@ -41,7 +41,16 @@ from ._batch import OnResult, _as_completed, _in_flight_limit, _Progress
 from ._budget import Account, Budget, Scope, deadline_at
 from ._cache import ResponseCache
 from ._fastpath import FastPathTransport
-from ._params import Model, Prompt, RateLimits, RequestOptions, SamplingParams, as_params, explain_keywords
+from ._params import (
+    Model,
+    Prompt,
+    RateLimits,
+    RequestOptions,
+    RetryPolicy,
+    SamplingParams,
+    as_params,
+    explain_keywords,
+)
 from ._result import Completion
 from ._types import MessagesInput
 from .errors import ConfigError, ProviderError
@@ -204,7 +213,7 @@ class _Job:
     fallbacks: list[Model]
     sampling: SamplingParams | None
     limits: RateLimits | None
-    retry: Any
+    retry: RetryPolicy
     timeout_s: float | None
     cache: tuple[str, float | None, str | None] | None
     shared: tuple[str, str, bool] | None
@@ -212,7 +221,7 @@ class _Job:
     options: RequestOptions | None
     output: Any
     max_in_flight: int
-    deadline_s: float | None
+    deadline: float | None  # wall clock (time.time()): this process's monotonic clock is not the worker's
     client_account: SharedAccount | None
     batch_account: SharedAccount | None
     gc_freeze: bool = True
@@ -382,7 +391,8 @@ class _Outbox:
 
 async def _serve(conn: Connection, client: LLMClient, job: _Job) -> None:
     inbox, outbox = _Inbox(conn), _Outbox(conn, client)
-    scope = Scope((job.batch_account,) if job.batch_account else (), deadline_at(job.deadline_s))
+    left = None if job.deadline is None else max(0.0, job.deadline - time.time())
+    scope = Scope((job.batch_account,) if job.batch_account else (), deadline_at(left))
     flusher = asyncio.ensure_future(outbox.flush_every(_FLUSH_S))
     stream = _as_completed(
         client, inbox, job.batch_sampling, job.options, False, None, job.max_in_flight, scope, job.output
@@ -573,12 +583,12 @@ def as_completed_in_workers(
         "batch_sampling": sampling,
         "options": options,
         "output": output,
-        "deadline_s": deadline_s,
+        "deadline": None if deadline_s is None else time.time() + deadline_s,
         "client_account": SharedAccount(account.budget, account) if account is not None else None,
         "batch_account": SharedAccount(budget) if budget is not None else None,
     }
     jobs = _jobs(client, workers, limit, common)
-    return _sharded(client, prompts, jobs, show_progress, on_result)
+    return _sharded(client, prompts, jobs, show_progress, on_result, common["batch_account"])
 
 
 async def _sharded(
@@ -587,9 +597,10 @@ async def _sharded(
     jobs: list[_Job],
     show_progress: bool,
     on_result: OnResult | None,
+    budget: SharedAccount | None,
 ) -> AsyncGenerator[tuple[int, Completion], None]:
     total = len(prompts) if hasattr(prompts, "__len__") else None  # type: ignore[arg-type]
-    progress = _Progress(client, total, show_progress)
+    progress = _Progress(client, total, show_progress, Scope((budget,)) if budget is not None else None)
     pool = _Pool(jobs, prompts, asyncio.get_running_loop())
     totals, errors, running = _Totals(), 0, len(jobs)
     pool.start()

@@ -44,12 +44,12 @@ def _sent_prompts(fake: FakeProvider) -> list[str]:
     return [r.body["messages"][-1]["content"] for r in fake.requests]
 
 
-def _config(tmp_path: Path, fake: FakeProvider) -> Path:
+def _config(tmp_path: Path, fake: FakeProvider, extra: str = "") -> Path:
     path = tmp_path / "llmkit.yaml"
     path.write_text(
         "pools:\n  default:\n    models:\n"
         f"      - name: openai/gpt-4o-mini\n        api_base: {fake.api_base('openai')}\n        api_key: {KEY}\n"
-        f"    cache:\n      path: {tmp_path / 'cache'}\n"
+        f"    cache:\n      path: {tmp_path / 'cache'}\n" + extra
     )
     return path
 
@@ -261,3 +261,29 @@ async def test_workers_take_this_process_environment_not_the_fork_servers(
     results = await LLMClient(keyless).abatch_in_workers(["a", "b", "c"], workers=2)
 
     assert [r.text for r in results] == ["Echo: a", "Echo: b", "Echo: c"]
+
+
+@pytest.mark.slow
+def test_cli_max_cost_is_one_budget_for_all_workers(
+    fake_provider: FakeProvider, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import litellm
+
+    info = litellm.get_model_info("openai/gpt-4o-mini")
+    # Each answer ("Echo: question N") costs 2 prompt + 3 output tokens; each reservation is at most 4 + 5.
+    answer = 2 * info["input_cost_per_token"] + 3 * info["output_cost_per_token"]
+    max_cost = 60 * answer
+    monkeypatch.chdir(tmp_path)
+    _config(tmp_path, fake_provider, "    sampling:\n      max_tokens: 5\n")
+    prompts = _prompts_file(tmp_path, 200)
+    argv = ["run", str(prompts), "-o", "out.jsonl", "--workers", "2", "--max-in-flight", "8", "--no-progress"]
+
+    assert main([*argv, "--max-cost", f"{max_cost:.10f}"]) == 1
+
+    lines = _lines(tmp_path / "out.jsonl")
+    answered = [line for line in lines if line["error"] is None]
+    assert [line["id"] for line in lines] == [f"p{i}" for i in range(200)]
+    assert {line["error"]["type"] for line in lines if line["error"]} == {"BudgetExceededError"}  # type: ignore[index]
+    assert fake_provider.count == len(answered) >= 30  # nothing refused was sent; the budget was used, not wasted
+    assert sum(line["cost_usd"] for line in answered) <= max_cost  # type: ignore[misc]
+    assert "BudgetExceededError" in capsys.readouterr().err
