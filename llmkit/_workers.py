@@ -27,8 +27,6 @@ import contextlib
 import gc
 import inspect
 import logging
-import multiprocessing
-import multiprocessing.context
 import os
 import signal
 import threading
@@ -56,6 +54,7 @@ from ._types import MessagesInput
 from .errors import ConfigError, ProviderError
 
 if TYPE_CHECKING:
+    import multiprocessing.context
     from multiprocessing.connection import Connection
     from multiprocessing.context import ForkServerProcess, SpawnProcess
     from multiprocessing.sharedctypes import SynchronizedArray
@@ -101,6 +100,8 @@ def _context() -> multiprocessing.context.SpawnContext | multiprocessing.context
     batches in this process reuse it. Each worker then takes this process's current environment (``_Job.environ``),
     not the server's, so a key exported after the first batch is still seen.
     """
+    import multiprocessing  # here: ``import llmkit`` does not pay for it
+
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     # As _transport sets them before importing LiteLLM: its bundled price map, no fetch from GitHub at import.

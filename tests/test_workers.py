@@ -192,7 +192,9 @@ async def test_a_killed_worker_fails_only_its_unanswered_prompts_and_a_rerun_sen
     async for index, completion in client.as_completed_in_workers(prompts, workers=2, max_in_flight=8):
         results[index] = completion
         if len(results) == 40 and not killed:
-            victim = _workers_of(psutil.Process())[0]
+            workers = _workers_of(psutil.Process())
+            assert len(workers) == 2 and not any(KEY in " ".join(w.cmdline()) for w in workers)  # keys cross by pipe
+            victim = workers[0]
             victim.send_signal(signal.SIGKILL)
             killed = True
 

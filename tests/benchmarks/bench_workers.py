@@ -250,6 +250,55 @@ def _cached(args: argparse.Namespace, fake: RemoteFake) -> None:
     )
 
 
+_AB_CODE = """
+import os, sys, time, asyncio, tempfile
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+sys.path.insert(0, os.getcwd())
+t = time.perf_counter(); import llmkit; imported = time.perf_counter() - t
+from llmkit import LLMClient, Model
+from llmkit.testing import FakeProvider
+prompts = [f"ab prompt {i}" for i in range(int(sys.argv[1]))]
+with FakeProvider() as fake, tempfile.TemporaryDirectory() as d:
+    client = LLMClient(Model("openai/gpt-4o-mini", api_base=fake.api_base("openai"), api_key="k"), cache=d)
+    asyncio.run(client.abatch(prompts))
+    wall, cpu = time.perf_counter(), time.process_time()
+    hits = asyncio.run(client.abatch(prompts))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert all(h.cache_hit for h in hits)
+    client.close()
+print(imported, len(prompts) / wall, cpu / len(prompts) * 1e3, llmkit.__file__)
+"""
+
+
+def _baseline(args: argparse.Namespace) -> None:
+    """``import llmkit`` and the cached path, this tree vs ``--baseline-tree``, alternating, each in a fresh process."""
+    trees = {"this tree": str(HERE.parents[1]), f"baseline {args.baseline_tree}": args.baseline_tree}
+    runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in trees}
+    for _ in range(args.reps):
+        for name, tree in trees.items():
+            load = _load()
+            out = subprocess.run(
+                [sys.executable, "-c", _AB_CODE, str(args.n)], cwd=tree, capture_output=True, text=True, check=True
+            )
+            imported, rate, cpu, path = out.stdout.split()
+            assert path.startswith(tree), f"{name} imported {path}"
+            runs[name].append((float(imported), float(rate), float(cpu), load))
+    section(f"import llmkit and the cached path ({args.n} hits, one process), this tree vs the baseline")
+    rows = []
+    for name, values in runs.items():
+        imp, rate, cpu, load = ([v[i] for v in values] for i in range(4))
+        rows.append(
+            [
+                name,
+                f"{statistics.median(imp):.3f} ({min(imp):.3f}-{max(imp):.3f})",
+                f"{statistics.median(rate):,.0f} ({min(rate):,.0f}-{max(rate):,.0f})",
+                f"{statistics.median(cpu):.3f} ({min(cpu):.3f}-{max(cpu):.3f})",
+                f"{min(load):.1f}-{max(load):.1f}",
+            ]
+        )
+    print(markdown_table(["tree", "import llmkit s", "cached prompts/s", "cached CPU ms/prompt", "load"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
@@ -258,10 +307,13 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--peers-python", help="the peers' venv interpreter (lm-deluge, aiohttp, langchain-litellm)")
     parser.add_argument("--only", default="throughput,langchain,import,cached")
+    parser.add_argument("--baseline-tree", help="another llmkit checkout: compare import time and the cached path")
     args = parser.parse_args()
     quiet_litellm()
     print(environment(), flush=True)
     parts = args.only.split(",")
+    if args.baseline_tree:
+        _baseline(args)
     if "import" in parts:
         _import_time()
     with RemoteFake(latency_s=0.05) as fake:
