@@ -472,6 +472,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             note("cache off")
         else:
             note(f"cache {cache.path}" + (f" (namespace {cache.namespace})" if cache.namespace else ""))
+        if workers > 1:  # the first start imports LiteLLM in the fork server: say why the bar waits
+            limits_note = "shared through Redis" if shared is not None else f"split {workers} ways"
+            note(f"{workers} worker processes (cache and budget shared, limits {limits_note}); starting them")
         client = LLMClient(
             models,
             sampling=pool.sampling,

@@ -145,7 +145,9 @@ def test_cli_workers_writes_every_id_once_in_input_order_and_a_rerun_sends_nothi
     assert [line["id"] for line in lines] == [f"p{i}" for i in range(200)]
     assert all(line["text"] == f"Echo: question {i}" for i, line in enumerate(lines))
     assert sorted(_sent_prompts(fake_provider)) == sorted(f"question {i}" for i in range(200))
-    assert "200 done, 0 failed, 0 bad lines skipped, 200 requests sent" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "2 worker processes (cache and budget shared, limits split 2 ways)" in err
+    assert "200 done, 0 failed, 0 bad lines skipped, 200 requests sent" in err
     fake_provider.reset()
     assert main(argv) == 0
     rerun = _lines(tmp_path / "out.jsonl")
