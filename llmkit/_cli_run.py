@@ -35,6 +35,7 @@ from ._settings import (
     searched_places,
     with_shared,
 )
+from ._workers import check_workers
 from .errors import env_secrets, redact
 
 __all__ = [
@@ -340,6 +341,7 @@ async def _run_all(
     provider_batch: bool = False,
     guards: dict[str, Any] | None = None,
     output: Any = None,
+    workers: int = 1,
 ) -> None:
     """Write the result lines in input order as soon as those before them are done (``_InOrder``), so an
     interrupted run keeps everything finished so far. ``provider_batch``: through the provider's batch API.
@@ -349,6 +351,10 @@ async def _run_all(
         from ._cli_batch import provider_batch_results
 
         source = provider_batch_results(client, items, progress)
+    elif workers > 1:  # --workers: the same results, from N processes (llmkit._workers)
+        source = client.as_completed_in_workers(
+            items, workers=workers, show_progress=progress, max_in_flight=max_in_flight, output=output, **(guards or {})
+        )
     else:
         source = client.as_completed(
             items, show_progress=progress, max_in_flight=max_in_flight, output=output, **(guards or {})
@@ -432,6 +438,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}: {len(items.bad)} bad line(s); nothing was sent (--on-bad-line skip runs the others)")
     if not items.good:
         raise UsageError(f"{path}: no prompt to send ({len(items.bad)} bad line(s), the rest empty); nothing started")
+    workers = check_workers(args.workers) if getattr(args, "workers", None) is not None else 1
+    if workers > 1 and (getattr(args, "ray", None) is not None or getattr(args, "provider_batch", False)):
+        raise UsageError("--workers shards a live run over processes; drop it with --ray or --provider-batch")
     try:
         output = load_output(args.schema) if args.schema else None
     except ConfigError as exc:
@@ -463,6 +472,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             note("cache off")
         else:
             note(f"cache {cache.path}" + (f" (namespace {cache.namespace})" if cache.namespace else ""))
+        if workers > 1:  # the first start imports LiteLLM in the fork server: say why the bar waits
+            limits_note = "shared through Redis" if shared is not None else f"split {workers} ways"
+            note(f"{workers} worker processes (cache and budget shared, limits {limits_note}); starting them")
         client = LLMClient(
             models,
             sampling=pool.sampling,
@@ -487,7 +499,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         progress, batch_api = not args.no_progress, getattr(args, "provider_batch", False)
                         guards = _guards(args)
                         run = _run_all(
-                            client, items, out, tally, progress, args.max_in_flight, batch_api, guards, output
+                            client, items, out, tally, progress, args.max_in_flight, batch_api, guards, output, workers
                         )
                         asyncio.run(run)
             except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _batch, _embed, _provider_batch, _sync
+from . import _batch, _embed, _provider_batch, _sync, _workers
 from ._budget import Account, Budget, Reservation, Scope, WaitRefused, check_wait, deadline_at, declared_cost
 from ._cache import ResponseCache, disk_tier
 from ._fastpath import FastPathTransport
@@ -977,6 +977,12 @@ class LLMClient:
     abatch = _batch.abatch
     batch = _sync.sync_twin(_batch.abatch)
     as_completed = _batch.as_completed
+
+    # -- the same batch sharded across worker processes (one core each): implemented in _workers ---------------
+
+    abatch_in_workers = _workers.abatch_in_workers
+    batch_in_workers = _sync.sync_twin(_workers.abatch_in_workers)
+    as_completed_in_workers = _workers.as_completed_in_workers
 
     # -- provider batch APIs (half price, within 24 h): implemented in _provider_batch -----------------------
 

@@ -417,6 +417,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send through the provider's batch API (OpenAI, Anthropic): half the price, answered within 24 h",
     )
+    run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="shard the prompts across N worker processes (one core each) that share the cache and budget and split "
+        "the limits (or share them through Redis)",
+    )
     ray = run.add_argument_group("Ray (llmkit[ray])")
     ray.add_argument(
         "--ray",

@@ -106,6 +106,7 @@ class FakeProvider:
         """Files uploaded for prompts (OpenAI, Anthropic and Gemini files APIs): stored bytes, counters, ``expire``."""
         self._disconnects = 0
         self._error_ids = itertools.count(1)
+        self._in_flight = self._peak_in_flight = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> FakeProvider:
@@ -125,7 +126,7 @@ class FakeProvider:
         return self
 
     async def _serve(self) -> int:
-        app = web.Application(client_max_size=64 * 2**20, middlewares=[self._count_status])
+        app = web.Application(client_max_size=64 * 2**20, middlewares=[self._count_status, self._count_in_flight])
         openai, anthropic, gemini = self._wires["openai"], self._wires["anthropic"], self._wires["gemini"]
         for prefix in ("/v1", ""):
             app.router.add_post(f"{prefix}/chat/completions", self._route(openai, "chat"))
@@ -211,6 +212,12 @@ class FakeProvider:
         with self._lock:
             return sum(1 for r in self._requests if provider in (None, r.provider) and model in (None, r.model))
 
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests this server held at once (received, not yet answered) since the last `reset()`."""
+        with self._lock:
+            return self._peak_in_flight
+
     def count_status(self, status: int) -> int:
         """Responses sent with this HTTP status (connection resets have none)."""
         with self._lock:
@@ -229,6 +236,7 @@ class FakeProvider:
             self._buckets.clear()
             self._seen.clear()
             self._disconnects = 0
+            self._peak_in_flight = self._in_flight
         self.batches.reset()
         self.uploads.reset()
 
@@ -345,6 +353,19 @@ class FakeProvider:
         with self._lock:
             self._statuses[response.status] += 1
         return response
+
+    @web.middleware
+    async def _count_in_flight(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        with self._lock:
+            self._in_flight += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        try:
+            return await handler(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _route(self, wire: Wire, endpoint: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
