@@ -119,7 +119,7 @@ async def response(
     from litellm.llms.vertex_ai.gemini.long_decode import collect_hops_async, parse_body, url_for
     from litellm.llms.vertex_ai.gemini.vertex_and_google_ai_studio_gemini import _transform_long_decode_hops
 
-    first_response = _checked(url, *first, secrets=())  # mapped and redacted by llmkit, like the slow path's
+    first_response = _checked(*first, secrets=())  # mapped and redacted by llmkit, like the slow path's
 
     async def hop(body: Any) -> httpx.Response:
         import aiohttp
@@ -132,7 +132,7 @@ async def response(
             # and answers with the hops so far: the same outcome for aiohttp's.
             raise httpx.TransportError(type(exc).__name__) from None
         # A failed hop's error is only logged by LiteLLM ("returning the answer so far"): no key in that log.
-        return _checked(url, *reply, secrets=secrets)
+        return _checked(*reply, secrets=secrets)
 
     hops = await collect_hops_async(parse_body(first_response), sent, hop)
     return _transform_long_decode_hops(
@@ -146,13 +146,13 @@ async def response(
     )
 
 
-def _checked(url: str, status: int, headers: dict[str, str], body: bytes, secrets: tuple[str, ...]) -> httpx.Response:
+def _checked(status: int, headers: dict[str, str], body: bytes, secrets: tuple[str, ...]) -> httpx.Response:
     """The reply as the httpx response the handler's ``post`` returns, or the ``VertexAIError`` it raises for a
     4xx/5xx (``raise_for_status``), with the reply's text and headers."""
     import httpx
     from litellm.llms.vertex_ai.common_utils import VertexAIError
 
-    raw = httpx.Response(status, headers=headers, content=body, request=httpx.Request("POST", url))
+    raw = httpx.Response(status, headers=headers, content=body)  # no httpx.Request: its URL parsing costs ~8% here
     if raw.is_error:
         raise VertexAIError(status_code=status, message=redact(raw.text, secrets), headers=raw.headers)
     return raw

@@ -310,10 +310,11 @@ async def test_a_key_echoed_in_an_error_is_redacted_and_nothing_is_chained(fake_
     assert info.value.__cause__ is None and info.value.__context__ is None
 
 
-async def test_a_hung_reply_times_out_and_is_retried(fake_provider) -> None:
+@pytest.mark.parametrize("provider", ["openai", "gemini"])
+async def test_a_hung_reply_times_out_and_is_retried(fake_provider, provider) -> None:
     fake_provider.fail_next(kind="timeout", hang_s=5)
     transport = FastPathTransport()
-    model = Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key="fake-key")
+    model = Model(DEFAULT_MODEL[provider], api_base=fake_provider.api_base(provider), api_key="fake-key")
     llm = LLMClient([model], transport=transport, timeout_s=0.5, retry=RetryPolicy(max_attempts=2, initial_backoff_s=0))
     c = await llm.acomplete("late")
     assert c.ok and c.attempts == 2 and transport.fast_calls == 2
