@@ -147,6 +147,7 @@ CASES = {
     "gemini": [
         *SHARED,
         Case("unavailable", fault={"kind": "status", "status": 503}),
+        Case("content_filtered", "[[filter]] tell me"),
         Case("thinking_effort", "Think first", sampling=SamplingParams(reasoning_effort="low", max_tokens=2000)),
         Case("thinking_budget", "Think first", sampling=SamplingParams(thinking_budget=1024, max_tokens=4000)),
         Case("thinking_eats_the_budget", "a long one", sampling=SamplingParams(thinking_budget=1024, max_tokens=8)),
@@ -492,7 +493,8 @@ class _ScriptedGemini:
     for what the FakeProvider does not send (continuation hops, thought signatures on function calls)."""
 
     def __init__(self, replies: list[tuple[int, dict[str, Any]]]) -> None:
-        self.replies, self.script, self.received = list(replies), list(replies), []  # type: ignore[var-annotated]
+        self.replies, self.script = list(replies), list(replies)
+        self.received: list[tuple[str, str | None, Any]] = []
 
     async def __aenter__(self) -> str:
         from aiohttp import web
