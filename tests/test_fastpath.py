@@ -602,3 +602,22 @@ async def test_a_gemini_request_litellm_would_context_cache_goes_through_acomple
         await _fastpath._prepare(request, LiteLLMTransport()._kwargs(request))
     plain = _transport.Request(model, [{"role": "user", "content": "hi"}], SamplingParams(), RequestOptions())
     assert (await _fastpath._prepare(plain, LiteLLMTransport()._kwargs(plain))).route.provider == "gemini"
+
+
+async def test_a_changed_gemini_transform_switches_gemini_off_once(fake_provider, monkeypatch, caplog) -> None:
+    """Gemini's body comes from LiteLLM's module-level transform, not the provider config: a release that changes
+    its signature must switch Gemini off (one warning), and the answers keep coming through acompletion."""
+    from litellm.llms.vertex_ai.gemini import transformation
+
+    def changed(*args: object, **kwargs: object) -> dict[str, Any]:
+        raise TypeError("async_transform_request_body() got an unexpected keyword argument 'gemini_api_key'")
+
+    monkeypatch.setattr(transformation, "async_transform_request_body", changed)
+    monkeypatch.setattr(_fastpath, "_switched_off", set())
+    transport = FastPathTransport()
+    model = Model("gemini/gemini-2.5-flash", api_base=fake_provider.api_base("gemini"), api_key="fake-key")
+    with caplog.at_level(logging.WARNING, logger="llmkit"):
+        answers = [await LLMClient([model], transport=transport).acomplete(f"q{i}") for i in range(2)]
+    assert [a.text for a in answers] == ["Echo: q0", "Echo: q1"] and transport.fast_calls == 0
+    assert [r.message for r in caplog.records if "switched off" in r.message] == [caplog.records[0].message]
+    assert "switched off for gemini" in caplog.records[0].message
