@@ -565,6 +565,9 @@ async def test_gemini_continuation_hops_and_signatures_match_acompletion(replies
             llm.close()
     (slow, slow_received), (fast, fast_received) = outcomes
     assert transport.fast_calls == 1 and len(slow_received) == posts and slow.text == text
+    if replies[0][1] is SIGNED_CALL:  # the signature comes back inside the tool call id, and the thought with it
+        assert slow.tool_calls[0].id.endswith("__thought__c2lnbmVkLXRob3VnaHQ=")
+        assert slow.thinking == "Rome needs the tool."
     assert fast_received == slow_received
     assert _comparable(fast, "gemini") == _comparable(slow, "gemini")
 
