@@ -21,6 +21,7 @@ import asyncio
 import atexit
 import copy
 import functools
+import inspect
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import _transport
+from . import _fastpath_gemini, _transport
 from ._result import Completion, StreamDelta
 from ._transport import LiteLLMTransport, Request, map_exception
 from .errors import LLMError
@@ -43,7 +44,7 @@ __all__ = ["FastPathTransport"]
 logger = logging.getLogger("llmkit")
 
 # LiteLLM providers whose acompletion route is transform, POST, transform and whose parity test passes.
-_PROVIDERS = frozenset({"openai", "anthropic"})
+_PROVIDERS = frozenset({"openai", "anthropic", "gemini"})
 
 # The acompletion keyword arguments the fast path knows how to send; any other (a provider_options entry such as
 # extra_body or extra_headers) sends the request through acompletion.
@@ -74,12 +75,22 @@ _KNOWN_KWARGS = frozenset(
 )
 
 # Where acompletion reads a provider's key and endpoint when the Model names none (litellm/main.py).
-_KEY_ENV = {"openai": ("OPENAI_API_KEY",), "anthropic": ("ANTHROPIC_API_KEY",)}
+_KEY_ENV = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GOOGLE_API_KEY", "GEMINI_API_KEY", "PALM_API_KEY"),
+}
 _BASE_ENV = {
     "openai": ("OPENAI_BASE_URL", "OPENAI_API_BASE"),
     "anthropic": ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL"),
+    "gemini": ("GEMINI_API_BASE",),
 }
-_DEFAULT_BASE = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com/v1/messages"}
+# Gemini: "" is no api_base, and LiteLLM's _get_token_and_url builds Google's URL for the model.
+_DEFAULT_BASE = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com/v1/messages",
+    "gemini": "",
+}
 
 
 class _Unsupported(Exception):
@@ -139,6 +150,8 @@ class FastPathTransport:
             # Lowercased, as httpx's case-insensitive headers read on the acompletion path (x-request-id, retry-after).
             replied = {name.lower(): value for name, value in headers.items()}
             response = _REPLIES[prepared.route.provider](prepared, status, replied, body)
+            if inspect.isawaitable(response):  # Gemini may post continuation hops (_fastpath_gemini)
+                response = await response
         except Exception as exc:
             error = map_exception(_litellm_error(exc, prepared), request.model)
         if error is not None:
@@ -599,8 +612,42 @@ class _Quiet:
         pass
 
 
-_WIRES = {"openai": _build_openai, "anthropic": _build_anthropic}
-_REPLIES = {"openai": _reply_openai, "anthropic": _reply_anthropic}
+async def _build_gemini(route: _Route, common: _Common) -> _Prepared:
+    """What ``VertexLLM.async_completion`` sends for ``gemini/`` (llmkit/_fastpath_gemini.py); a request LiteLLM
+    would send with context caching goes through acompletion."""
+    if _fastpath_gemini.needs_acompletion(common.messages, common.optional_params):
+        raise _Unsupported
+    url, headers, data = await _fastpath_gemini.request(
+        route.model,
+        common.messages,
+        common.optional_params,
+        common.litellm_params,
+        common.api_key or "",
+        common.api_base or None,
+        common.timeout,
+        _fastpath_gemini.Log(common.litellm_params),
+    )
+    return _Prepared(route, url, headers, json.dumps(data).encode(), data, common, json_mode=False)
+
+
+def _reply_gemini(prepared: _Prepared, status: int, headers: dict[str, str], body: bytes) -> Any:
+    """Gemini's ``ModelResponse`` after any continuation hops, posted on this loop's session: a coroutine."""
+    common = prepared.common
+    return _fastpath_gemini.response(
+        model=prepared.route.model,
+        url=prepared.url,
+        sent=prepared.data,
+        first=(status, headers, body),
+        post=_fastpath_gemini.post_on(_POOLS[asyncio.get_running_loop()].session, prepared.headers, common.timeout),
+        model_response=_model_response(prepared),
+        logging_obj=_fastpath_gemini.Log(common.litellm_params),
+        messages=common.messages,
+        secrets=(common.api_key or "",),
+    )
+
+
+_WIRES = {"openai": _build_openai, "anthropic": _build_anthropic, "gemini": _build_gemini}
+_REPLIES = {"openai": _reply_openai, "anthropic": _reply_anthropic, "gemini": _reply_gemini}
 
 
 def _litellm_error(exc: Exception, prepared: _Prepared) -> BaseException:

@@ -6,6 +6,8 @@ end-to-end and cassette suites send. This parity matrix is also the guard for Li
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from llmkit import (
+    File,
     LLMClient,
     LLMError,
     Model,
@@ -49,6 +52,11 @@ PERSON = {
     },
 }
 MARKER_KEY = "sk-MARKER-9f8e7d6c5b4a3210"
+DOTTED_KEY = "gw.MARKER.key-42"  # no shape LiteLLM's own log filter recognises as a secret
+SIGNED = "call_1__thought__c2lnbmVkLXRob3VnaHQ="
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 
@@ -73,6 +81,8 @@ TOOL_HISTORY = [
     },
     {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
 ]
+
+SYSTEM_HI = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
 
 # Every wire: what the end-to-end suite sends to each provider (tests/test_e2e_providers.py, tests/test_cassettes.py).
 SHARED = [
@@ -134,14 +144,49 @@ CASES = {
         ),
         Case("context_window", "word " * 9000),
     ],
+    "gemini": [
+        *SHARED,
+        Case("unavailable", fault={"kind": "status", "status": 503}),
+        Case("content_filtered", "[[filter]] tell me"),
+        Case("thinking_effort", "Think first", sampling=SamplingParams(reasoning_effort="low", max_tokens=2000)),
+        Case("thinking_budget", "Think first", sampling=SamplingParams(thinking_budget=1024, max_tokens=4000)),
+        Case("thinking_eats_the_budget", "a long one", sampling=SamplingParams(thinking_budget=1024, max_tokens=8)),
+        Case(
+            "thinking_and_tools",
+            "Use get_weather for 'Rome'",
+            sampling=SamplingParams(thinking_budget=1024, max_tokens=4000),
+            options=RequestOptions(tools=[WEATHER], tool_choice="auto"),
+        ),
+        Case(
+            # LiteLLM carries Gemini's thought signature in the tool call id; it must go back as thoughtSignature.
+            "signed_thought_round_trip",
+            [
+                TOOL_HISTORY[1],
+                {**TOOL_HISTORY[2], "content": "", "tool_calls": [{**TOOL_HISTORY[2]["tool_calls"][0], "id": SIGNED}]},
+                {"role": "tool", "tool_call_id": SIGNED, "content": "sunny"},
+            ],
+            sampling=SamplingParams(thinking_budget=1024, max_tokens=4000),
+            options=RequestOptions(tools=[WEATHER], tool_choice="auto"),
+        ),
+        Case("logprobs", "one two three", sampling=SamplingParams(logprobs=True, top_logprobs=3)),
+        Case("seed", "hi", sampling=SamplingParams(seed=7)),
+        Case("image", ["What is in this picture?", File(PNG)]),
+        Case("unpriced_model", "price me", "gemini/my-tuned-gemini"),
+        Case("unknown_model_schema", SYSTEM_HI, "gemini/my-tuned", options=RequestOptions(response_format=PERSON)),
+        Case("context_window", "word " * 9000, "gemini/small-ctx"),
+    ],
 }
-DEFAULT_MODEL = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-sonnet-4-5"}
+DEFAULT_MODEL = {
+    "openai": "openai/gpt-4o-mini",
+    "anthropic": "anthropic/claude-sonnet-4-5",
+    "gemini": "gemini/gemini-2.5-flash",
+}
 PARAMS = [
     pytest.param(provider, case, id=f"{provider}-{case.name}") for provider, cases in CASES.items() for case in cases
 ]
 
 
-def _comparable(outcome: object) -> object:
+def _comparable(outcome: object, provider: str = "") -> object:
     """What must match: the whole Completion minus timing and the provider's per-reply ids; an error's class, status,
     retryability and retry_after (the text differs: the OpenAI SDK words its errors itself)."""
     if isinstance(outcome, LLMError):
@@ -150,6 +195,13 @@ def _comparable(outcome: object) -> object:
     data.pop("latency_s")
     for key in ("id", "created"):
         (data["raw"] or {}).pop(key, None)
+    if provider == "gemini":
+        # Gemini's function calls carry no id: LiteLLM makes up a random "call_<uuid>" for each (the part before
+        # any "__thought__" signature), wherever it appears. Compared by position instead.
+        text = json.dumps(data)
+        for i, call in enumerate(data["tool_calls"]):
+            text = text.replace(call["id"].split("__thought__")[0], f"call_{i}")
+        data = json.loads(text)
     return data
 
 
@@ -176,7 +228,7 @@ async def test_fast_path_matches_acompletion(fake_provider, provider: str, case:
     if slow_sent:
         assert fast_transport.fast_calls == 1, "the request went through acompletion, so nothing was compared"
     assert fast_sent == slow_sent and len(fast_sent) <= 1
-    assert _comparable(fast) == _comparable(slow)
+    assert _comparable(fast, provider) == _comparable(slow, provider)
 
 
 def test_every_fast_provider_has_a_parity_matrix() -> None:
@@ -198,15 +250,15 @@ async def test_optional_params_do_not_depend_on_messages() -> None:
     [
         {"transport": "litellm"},
         {"provider_options": {"extra_body": {"x": 1}}},
-        {"name": "gemini/gemini-2.5-flash"},
+        {"name": "deepseek/deepseek-chat"},
     ],
     ids=["forced", "extra_body", "provider_not_on_the_allowlist"],
 )
 async def test_requests_the_fast_path_cannot_prove_go_through_acompletion(fake_provider, model_kwargs) -> None:
     name = model_kwargs.pop("name", "openai/gpt-4o-mini")
-    provider = name.split("/")[0]
+    wire = {"deepseek": "openai"}.get(name.split("/")[0], name.split("/")[0])
     transport = FastPathTransport()
-    model = Model(name, api_base=fake_provider.api_base(provider), api_key="fake-key", **model_kwargs)
+    model = Model(name, api_base=fake_provider.api_base(wire), api_key="fake-key", **model_kwargs)
     c = await LLMClient([model], transport=transport).acomplete("hello")
     assert c.text == "Echo: hello" and transport.fast_calls == 0 and fake_provider.count == 1
     fake_provider.fail_next(kind="status", status=401)
@@ -245,21 +297,25 @@ def test_a_bad_transport_name_is_a_config_error() -> None:
         Model("openai/gpt-4o-mini", transport="fast")
 
 
-async def test_a_key_echoed_in_an_error_is_redacted_and_nothing_is_chained(fake_provider) -> None:
+@pytest.mark.parametrize("provider", sorted(_fastpath._PROVIDERS))
+async def test_a_key_echoed_in_an_error_is_redacted_and_nothing_is_chained(fake_provider, provider, caplog) -> None:
     fake_provider.fail_next(kind="echo_key", status=400)
     transport = FastPathTransport()
-    model = Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key=MARKER_KEY)
-    with pytest.raises(LLMError) as info:
-        await LLMClient([model], transport=transport, retry=NO_RETRY).acomplete("x")
-    assert transport.fast_calls == 1
+    model = Model(DEFAULT_MODEL[provider], api_base=fake_provider.api_base(provider), api_key=MARKER_KEY)
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(LLMError) as info:
+            await LLMClient([model], transport=transport, retry=NO_RETRY).acomplete("x")
+    assert transport.fast_calls == 1 and "Invalid credentials" in str(info.value)  # the key was echoed, then removed
     assert MARKER_KEY not in str(info.value) and MARKER_KEY not in repr(info.value.args)
+    assert MARKER_KEY[:8] not in caplog.text
     assert info.value.__cause__ is None and info.value.__context__ is None
 
 
-async def test_a_hung_reply_times_out_and_is_retried(fake_provider) -> None:
+@pytest.mark.parametrize("provider", ["openai", "gemini"])
+async def test_a_hung_reply_times_out_and_is_retried(fake_provider, provider) -> None:
     fake_provider.fail_next(kind="timeout", hang_s=5)
     transport = FastPathTransport()
-    model = Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key="fake-key")
+    model = Model(DEFAULT_MODEL[provider], api_base=fake_provider.api_base(provider), api_key="fake-key")
     llm = LLMClient([model], transport=transport, timeout_s=0.5, retry=RetryPolicy(max_attempts=2, initial_backoff_s=0))
     c = await llm.acomplete("late")
     assert c.ok and c.attempts == 2 and transport.fast_calls == 2
@@ -365,7 +421,7 @@ async def test_cost_is_litellms_and_priced_once_per_model_and_usage(fake_provide
 
 @pytest.mark.parametrize("provider", sorted(_fastpath._PROVIDERS))
 async def test_a_key_from_the_environment_is_sent_and_never_shown(fake_provider, monkeypatch, provider) -> None:
-    variable = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}[provider]
+    variable = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}[provider]
     monkeypatch.setenv(variable, MARKER_KEY)
     monkeypatch.setattr(_transport, "_KEY_VARS", {})  # what _check_key learns with the variable set stays here
     transport = FastPathTransport()
@@ -430,3 +486,141 @@ def test_a_sync_script_that_never_closes_its_client_closes_the_session_at_exit(f
     )
     assert done.returncode == 0 and done.stdout.split() == ["Echo:", "hi", "closed"], done.stderr[-2000:]
     assert "Unclosed" not in done.stderr
+
+
+class _ScriptedGemini:
+    """A Gemini server answering from a script (one reply per request, in order) and recording what it received:
+    for what the FakeProvider does not send (continuation hops, thought signatures on function calls)."""
+
+    def __init__(self, replies: list[tuple[int, dict[str, Any]]]) -> None:
+        self.replies, self.script = list(replies), list(replies)
+        self.received: list[tuple[str, str | None, Any]] = []
+
+    async def __aenter__(self) -> str:
+        from aiohttp import web
+
+        async def answer(request: web.Request) -> web.Response:
+            self.received.append((request.path, request.headers.get("x-goog-api-key"), await request.json()))
+            status, body = self.script.pop(0)
+            return web.json_response(body, status=status)
+
+        app = web.Application()
+        app.router.add_post("/v1beta/models/{target}", answer)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1beta"  # type: ignore[union-attr]
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.runner.cleanup()
+
+    def rewind(self) -> list[Any]:
+        received, self.received, self.script = self.received, [], list(self.replies)
+        return received
+
+
+def _gemini_reply(parts: list[dict[str, Any]], finish: str, tokens: int, **candidate: Any) -> dict[str, Any]:
+    return {
+        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0, **candidate}],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": tokens, "totalTokenCount": 5 + tokens},
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "r1",
+    }
+
+
+HOP_1 = _gemini_reply([{"text": "Once upon "}], "CONTINUATION", 3, continuationToken="tok-1")
+HOP_2 = _gemini_reply([{"text": "a time."}], "STOP", 3)
+SIGNED_CALL = _gemini_reply(
+    [
+        {"text": "Rome needs the tool.", "thought": True},
+        {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}, "thoughtSignature": "c2lnbmVkLXRob3VnaHQ="},
+    ],
+    "STOP",
+    7,
+)
+SERVER_ERROR = {"error": {"code": 500, "message": "An internal error has occurred.", "status": "INTERNAL"}}
+
+
+@pytest.mark.parametrize(
+    ("replies", "sampling", "posts", "text"),
+    [
+        ([(200, HOP_1), (200, HOP_2)], SamplingParams(max_tokens=100), 2, "Once upon a time."),
+        ([(200, HOP_1), (500, SERVER_ERROR)], SamplingParams(max_tokens=100), 2, "Once upon "),
+        ([(200, HOP_1)], SamplingParams(), 1, "Once upon "),  # no max_tokens: no cap, so no hop
+        ([(200, SIGNED_CALL)], SamplingParams(thinking_budget=1024, max_tokens=4000), 1, None),
+    ],
+    ids=["continuation_hops_merged", "failed_hop_keeps_the_answer_so_far", "no_cap_no_hop", "signed_function_call"],
+)
+async def test_gemini_continuation_hops_and_signatures_match_acompletion(replies, sampling, posts, text) -> None:
+    """LiteLLM's Gemini handler posts again while a capped reply ends in CONTINUATION; the fast path must send the
+    same hops and merge them the same way (and read thought signatures on function calls the same way)."""
+    outcomes = []
+    server = _ScriptedGemini(replies)
+    async with server as api_base:
+        model = Model("gemini/gemini-2.5-flash", api_base=api_base, api_key="fake-key")
+        for transport in (LiteLLMTransport(), FastPathTransport()):
+            llm = LLMClient([model], transport=transport, retry=NO_RETRY)
+            outcomes.append((await llm.acomplete("Tell a story", sampling=sampling), server.rewind()))
+            llm.close()
+    (slow, slow_received), (fast, fast_received) = outcomes
+    assert transport.fast_calls == 1 and len(slow_received) == posts and slow.text == text
+    if replies[0][1] is SIGNED_CALL:  # the signature comes back inside the tool call id, and the thought with it
+        assert slow.tool_calls[0].id.endswith("__thought__c2lnbmVkLXRob3VnaHQ=")
+        assert slow.thinking == "Rome needs the tool."
+    assert fast_received == slow_received
+    assert _comparable(fast, "gemini") == _comparable(slow, "gemini")
+
+
+async def test_a_gemini_key_goes_in_a_header_and_a_failed_hop_logs_no_key(caplog) -> None:
+    """The key travels as x-goog-api-key, never in the URL; a continuation hop whose error echoes the key is logged
+    by LiteLLM ("returning the answer so far") without it."""
+    echoed = {"error": {"code": 400, "message": f"API key {DOTTED_KEY} not valid", "status": "INVALID_ARGUMENT"}}
+    server = _ScriptedGemini([(200, HOP_1), (400, echoed)])
+    transport = FastPathTransport()
+    async with server as api_base:
+        model = Model("gemini/gemini-2.5-flash", api_base=api_base, api_key=DOTTED_KEY)
+        with caplog.at_level(logging.DEBUG):
+            c = await LLMClient([model], transport=transport).acomplete("x", sampling=SamplingParams(max_tokens=100))
+        received = server.rewind()
+    assert c.text == "Once upon " and transport.fast_calls == 1 and len(received) == 2
+    assert all(key == DOTTED_KEY and DOTTED_KEY not in path for path, key, _ in received)
+    assert "continuation hop failed" in caplog.text and "MARKER" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "hi", "cache_control": {"type": "ephemeral"}}],
+        [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}],
+    ],
+    ids=["message_marker", "part_marker"],
+)
+async def test_a_gemini_request_litellm_would_context_cache_goes_through_acompletion(messages) -> None:
+    """LiteLLM creates a cachedContent (and re-sends when the server rejects it) for messages marked cache_control:
+    extra requests on its own client, which the fast path does not make."""
+    model = Model("gemini/gemini-2.5-flash", api_base="http://127.0.0.1:9/v1beta", api_key="fake-key")
+    request = _transport.Request(model, messages, SamplingParams(), RequestOptions())
+    with pytest.raises(_fastpath._Unsupported):
+        await _fastpath._prepare(request, LiteLLMTransport()._kwargs(request))
+    plain = _transport.Request(model, [{"role": "user", "content": "hi"}], SamplingParams(), RequestOptions())
+    assert (await _fastpath._prepare(plain, LiteLLMTransport()._kwargs(plain))).route.provider == "gemini"
+
+
+async def test_a_changed_gemini_transform_switches_gemini_off_once(fake_provider, monkeypatch, caplog) -> None:
+    """Gemini's body comes from LiteLLM's module-level transform, not the provider config: a release that changes
+    its signature must switch Gemini off (one warning), and the answers keep coming through acompletion."""
+    from litellm.llms.vertex_ai.gemini import transformation
+
+    def changed(*args: object, **kwargs: object) -> dict[str, Any]:
+        raise TypeError("async_transform_request_body() got an unexpected keyword argument 'gemini_api_key'")
+
+    monkeypatch.setattr(transformation, "async_transform_request_body", changed)
+    monkeypatch.setattr(_fastpath, "_switched_off", set())
+    transport = FastPathTransport()
+    model = Model("gemini/gemini-2.5-flash", api_base=fake_provider.api_base("gemini"), api_key="fake-key")
+    with caplog.at_level(logging.WARNING, logger="llmkit"):
+        answers = [await LLMClient([model], transport=transport).acomplete(f"q{i}") for i in range(2)]
+    assert [a.text for a in answers] == ["Echo: q0", "Echo: q1"] and transport.fast_calls == 0
+    assert [r.message for r in caplog.records if "switched off" in r.message] == [caplog.records[0].message]
+    assert "switched off for gemini" in caplog.records[0].message
