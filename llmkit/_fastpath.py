@@ -119,7 +119,9 @@ class FastPathTransport:
         return await self._send(request, prepared)
 
     def astream(self, request: Request) -> AsyncIterator[StreamDelta | Completion]:
-        return self._fallback.astream(request)  # streams stay on acompletion until their parity test exists
+        from . import _fastpath_stream  # imports this module: loaded on the first stream
+
+        return _fastpath_stream.astream(self, request)
 
     async def _send(self, request: Request, prepared: _Prepared) -> Completion:
         import aiohttp

@@ -28,7 +28,8 @@ ALLOWED = {
     "_status": {"_result"},
     "_normalize": {"_result", "errors"},
     "_transport": {"_budget", "_files", "_normalize", "_params", "_result", "_types", "errors"},
-    "_fastpath": {"_result", "_transport", "errors"},
+    "_fastpath": {"_fastpath_stream", "_result", "_transport", "errors"},
+    "_fastpath_stream": {"_fastpath", "_result", "_transport"},
     "_sync": {"errors"},
     "_outfile": {"errors"},
     "_budget": {"_params", "_result", "errors"},
@@ -84,7 +85,8 @@ ALLOWED = {
 }
 # _batch_transport: provider batch APIs are a second wire (files, jobs, result lines), see its docstring.
 # _fastpath: LiteLLM's provider translation on llmkit's own HTTP session, see its docstring.
-LITELLM_ONLY_IN = {"_transport", "_batch_transport", "_fastpath", "cli", "local", "_local"}
+# _fastpath_stream: LiteLLM's chunk parsers and stream wrapper on that session (streams on the fast path).
+LITELLM_ONLY_IN = {"_transport", "_batch_transport", "_fastpath", "_fastpath_stream", "cli", "local", "_local"}
 
 
 def _imports(path: Path) -> tuple[set[str], set[str]]:
