@@ -60,13 +60,16 @@ async def astream(transport: FastPathTransport, request: Request) -> AsyncIterat
 
 def _streaming(prepared: _Prepared) -> _Prepared:
     """The prepared request with the fields the streaming routes add: OpenAI's ``async_streaming`` sets ``stream`` and
-    ``stream_options`` (llmkit passes include_usage), Anthropic's ``acompletion_stream_function`` sets ``stream``."""
+    ``stream_options`` (llmkit passes include_usage), Anthropic's ``acompletion_stream_function`` sets ``stream``.
+
+    OpenAI's streaming route translates with the config's ``transform_request`` where the non-stream route awaits
+    ``async_transform_request``; in LiteLLM 1.109.3 the two differ only in fetching a PDF URL without blocking the
+    loop (``_transform_content_item``), so the body is the one the fast path already built."""
     data = json.loads(prepared.body)
     data["stream"] = True
     if prepared.route.provider == "openai":
         data["stream_options"] = dict(_STREAM_OPTIONS)
     prepared.body = json.dumps(data).encode()
-    prepared.data["stream"] = True
     return prepared
 
 
