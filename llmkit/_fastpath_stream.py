@@ -52,7 +52,7 @@ async def astream(transport: FastPathTransport, request: Request) -> AsyncIterat
     else:
         transport.fast_calls += 1
         ready = _streaming(prepared)
-        items = fallback.streamed(request, lambda: _open(transport, ready, request))
+        items = fallback.streamed(request, lambda: _open(transport, ready))
     async with contextlib.aclosing(items):
         async for item in items:
             yield item
@@ -73,9 +73,10 @@ def _streaming(prepared: _Prepared) -> _Prepared:
     return prepared
 
 
-async def _open(transport: FastPathTransport, prepared: _Prepared, request: Request) -> Any:
+async def _open(transport: FastPathTransport, prepared: _Prepared) -> Any:
     """POST the request and, once the reply's headers are in, LiteLLM's ``CustomStreamWrapper`` over its body; a
-    failed reply or connection raises what ``acompletion`` raises for it (LiteLLM's exception)."""
+    failed reply or connection raises what ``acompletion`` raises for it (LiteLLM's exception). Cancelled (the
+    first-chunk deadline), it closes the connection it opened."""
     import aiohttp
 
     common = prepared.common
@@ -94,6 +95,10 @@ async def _open(transport: FastPathTransport, prepared: _Prepared, request: Requ
         return _WRAPPERS[prepared.route.provider](prepared, reply, headers)
     except Exception as exc:
         error = _fastpath._litellm_error(exc, prepared)
+    except BaseException:
+        if reply is not None:
+            reply.close()
+        raise
     if reply is not None:
         reply.close()
     raise error

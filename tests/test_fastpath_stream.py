@@ -85,6 +85,8 @@ SHARED = [
     Case("bad_request", fault={"kind": "status", "status": 400}),
     Case("reset_before_the_stream", fault={"kind": "reset"}),
     Case("invalid_json", fault={"kind": "invalid_json"}),
+    Case("empty_answer", fault={"kind": "empty"}),
+    Case("error_in_ok_body", fault={"kind": "error_body"}),
     Case("error_event_mid_stream", "[[error_after:3]] one two three four five six"),
     Case("reset_mid_stream", "[[reset_after:3]] one two three four five six"),
     Case("stall", "[[stall_after:3]] one two three four", options=RequestOptions(stall_timeout_s=0.3)),
@@ -219,3 +221,17 @@ async def test_a_429_before_a_fast_stream_is_retried_after_retry_after(fake_prov
     assert items[-1].text == "Echo: once more" and items[-1].attempts == 2 and transport.fast_calls == 2
     assert time.monotonic() - start >= 0.2 and items[-1].cost_usd and items[-1].cost_usd > 0
     llm.close()
+
+
+@pytest.mark.parametrize("provider", sorted(CASES))
+async def test_a_key_echoed_before_a_fast_stream_is_redacted_and_nothing_is_chained(fake_provider, provider) -> None:
+    marker = "sk-MARKER-9f8e7d6c5b4a3210"
+    fake_provider.fail_next(kind="echo_key", status=400)
+    transport = FastPathTransport()
+    model = Model(DEFAULT_MODEL[provider], api_base=fake_provider.api_base(provider), api_key=marker)
+    with pytest.raises(LLMError) as info:
+        async for _ in LLMClient([model], transport=transport, retry=NO_RETRY).astream("x"):
+            pass
+    assert transport.fast_calls == 1 and info.value.status == 400
+    assert marker not in str(info.value) and marker not in repr(info.value.args)
+    assert info.value.__cause__ is None and info.value.__context__ is None

@@ -74,7 +74,9 @@ def _clients(fake: RemoteFake, wire: str, n: int, concurrency: int) -> dict[str,
 
     return {
         "fast path": lambda rep: _streams(fake, wire, prompts(rep), concurrency, FastPathTransport()),
-        "LiteLLMTransport (acompletion)": lambda rep: _streams(fake, wire, prompts(rep), concurrency, LiteLLMTransport()),
+        "LiteLLMTransport (acompletion)": lambda rep: _streams(
+            fake, wire, prompts(rep), concurrency, LiteLLMTransport()
+        ),
     }
 
 
@@ -89,7 +91,9 @@ def _run(wire: str, n: int, concurrency: int, reps: int, fake: RemoteFake) -> li
                 ok = asyncio.run(run(rep))
             assert ok == n, f"{name}: {ok}/{n} streams answered"
             times[name].append(t)
-            print(f"  {wire} rep {rep} {name}: {n / t.wall_s:.0f} streams/s, {t.cpu_s / n * 1e3:.2f} CPU ms", flush=True)
+            print(
+                f"  {wire} rep {rep} {name}: {n / t.wall_s:.0f} streams/s, {t.cpu_s / n * 1e3:.2f} CPU ms", flush=True
+            )
     base = times["LiteLLMTransport (acompletion)"]
     base_rps, base_cpu = median([n / t.wall_s for t in base]), median([t.cpu_s / n for t in base])
     rows = []
