@@ -9,9 +9,10 @@ fields those routes add), then builds the very same two layers over the aiohttp 
 text or SSE events, as httpx and the SDK do, and translates nothing itself. llmkit's own stream handling (timers,
 ``stream_chunk_builder``, error mapping, closing) is ``LiteLLMTransport.streamed``, shared with the slow path.
 
-What the stream parity test (tests/test_fastpath_stream.py) has not proved stays on ``acompletion``: everything the
-non-stream fast path refuses (``_fastpath._prepare``: other providers, ``provider_options``, Responses-API models,
-keyless deployments, ``Model(transport="litellm")``).
+What the stream parity test (tests/test_fastpath_stream.py) has not proved stays on ``acompletion``: providers
+without a stream wrapper here (``_WRAPPERS``: OpenAI and Anthropic today), and everything the non-stream fast path
+refuses (``_fastpath._prepare``: other providers, ``provider_options``, Responses-API models, keyless deployments,
+``Model(transport="litellm")``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ async def astream(transport: FastPathTransport, request: Request) -> AsyncIterat
         prepared: _Prepared | None = await _fastpath._prepare(request, fallback._kwargs(request))
     except _fastpath._Unsupported:
         prepared = None
+    if prepared is not None and prepared.route.provider not in _WRAPPERS:
+        prepared = None  # a provider whose streams have no parity matrix yet (the fast path may serve its calls)
     items: AsyncGenerator[StreamDelta | Completion, None]
     if prepared is None:
         items = cast("AsyncGenerator[StreamDelta | Completion, None]", fallback.astream(request))

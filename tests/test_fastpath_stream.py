@@ -181,10 +181,22 @@ async def test_a_fast_stream_matches_acompletions(fake_provider, caplog, provide
     assert [r.getMessage() for r in caplog.records if r.name.startswith("LiteLLM")] == []
 
 
-def test_every_fast_provider_has_a_stream_parity_matrix() -> None:
-    from llmkit import _fastpath
+def test_every_provider_streamed_on_the_fast_path_has_a_parity_matrix() -> None:
+    from llmkit import _fastpath, _fastpath_stream
 
-    assert set(CASES) == set(_fastpath._PROVIDERS)
+    assert set(CASES) == set(_fastpath_stream._WRAPPERS) and set(CASES) <= set(_fastpath._PROVIDERS)
+
+
+async def test_a_fast_provider_without_a_stream_matrix_streams_through_acompletion(fake_provider, monkeypatch) -> None:
+    """A provider the non-stream fast path serves but whose streams have no parity matrix (as Gemini would be when
+    it joins the fast path) keeps streaming through acompletion."""
+    from llmkit import _fastpath_stream
+
+    monkeypatch.setattr(_fastpath_stream, "_WRAPPERS", {"anthropic": _fastpath_stream._WRAPPERS["anthropic"]})
+    transport = FastPathTransport()
+    model = Model(DEFAULT_MODEL["openai"], api_base=fake_provider.api_base("openai"), api_key="fake-key")
+    items = [item async for item in LLMClient([model], transport=transport).astream("hello")]
+    assert items[-1].text == "Echo: hello" and transport.fast_calls == 0 and fake_provider.count == 1
 
 
 async def _disconnects(fake, expected: int, within_s: float = 2.0) -> int:
