@@ -9,8 +9,9 @@ transport calls the same provider config methods in the same order (``get_option
 and sends the bytes on one pooled aiohttp session per event loop.
 
 It is an allowlist: a provider is here only when the parity test (tests/test_fastpath.py) proves both routes give
-the same ``Completion`` and the same error; anything else (streams, other providers, ``provider_options``, models
-LiteLLM bridges to the Responses API, ``Model(transport="litellm")``) goes through ``LiteLLMTransport``. When a
+the same ``Completion`` and the same error; anything else (other providers, ``provider_options``, models
+LiteLLM bridges to the Responses API, ``Model(transport="litellm")``) goes through ``LiteLLMTransport``. Streams
+take the same requests, read by LiteLLM's own chunk parsers (``_fastpath_stream``). When a
 LiteLLM release changes a method this path calls, the fast path switches itself off for that provider with one
 warning and the request goes through ``acompletion``: never a wrong answer. Imports litellm and aiohttp lazily.
 """
@@ -130,7 +131,9 @@ class FastPathTransport:
         return await self._send(request, prepared)
 
     def astream(self, request: Request) -> AsyncIterator[StreamDelta | Completion]:
-        return self._fallback.astream(request)  # streams stay on acompletion until their parity test exists
+        from . import _fastpath_stream  # imports this module: loaded on the first stream
+
+        return _fastpath_stream.astream(self, request)
 
     async def _send(self, request: Request, prepared: _Prepared) -> Completion:
         import aiohttp

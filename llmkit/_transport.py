@@ -7,13 +7,14 @@ Retries are llmkit's alone: ``num_retries=0`` stops LiteLLM's wrapper, ``max_ret
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -206,6 +207,17 @@ class LiteLLMTransport:
         kwargs["stream"] = True
         kwargs["stream_options"] = {"include_usage": True}
         litellm = _litellm()
+        async with contextlib.aclosing(self.streamed(request, lambda: litellm.acompletion(**kwargs))) as items:
+            async for item in items:
+                yield item
+
+    async def streamed(
+        self, request: Request, open_stream: Callable[[], Awaitable[Any]]
+    ) -> AsyncGenerator[StreamDelta | Completion, None]:
+        """llmkit's deltas and final ``Completion`` from the LiteLLM stream (a ``CustomStreamWrapper``) that
+        ``open_stream`` opens: the timer's clocks, the chunks rebuilt by ``stream_chunk_builder``, LiteLLM's errors
+        mapped, the connection closed however the stream ends. The fast path opens its own and shares this."""
+        litellm = _litellm()
         start = time.perf_counter()
         chunks = []
         logprobs: list[dict[str, Any]] = []
@@ -213,7 +225,7 @@ class LiteLLMTransport:
         timer = StreamTimer(request.options.first_token_timeout_s, request.options.stall_timeout_s, request.model.name)
         stream = None
         try:
-            stream = await timer.wait(litellm.acompletion(**kwargs))
+            stream = await timer.wait(open_stream())
             async for chunk in timer.chunks(stream):
                 chunks.append(chunk)
                 data = chunk.model_dump()

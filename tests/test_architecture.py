@@ -28,8 +28,9 @@ ALLOWED = {
     "_status": {"_result"},
     "_normalize": {"_result", "errors"},
     "_transport": {"_budget", "_files", "_normalize", "_params", "_result", "_types", "errors"},
-    "_fastpath": {"_result", "_transport", "errors", "_fastpath_gemini"},
+    "_fastpath": {"_fastpath_gemini", "_fastpath_stream", "_result", "_transport", "errors"},
     "_fastpath_gemini": {"errors"},
+    "_fastpath_stream": {"_fastpath", "_result", "_transport"},
     "_upload_transport": {"_files", "_params", "_transport", "errors"},
     "_uploads": {"_cache", "_files", "_params", "_result", "_transport", "_upload_transport", "errors"},
     "_sync": {"errors"},
@@ -103,9 +104,18 @@ ALLOWED = {
 # _batch_transport: provider batch APIs are a second wire (files, jobs, result lines), see its docstring.
 # _fastpath: LiteLLM's provider translation on llmkit's own HTTP session, see its docstring.
 # _fastpath_gemini: the same for Gemini (AI Studio), whose handler lives outside its provider config.
+# _fastpath_stream: LiteLLM's chunk parsers and stream wrapper on that session (streams on the fast path).
 # _upload_transport: files APIs are a third wire (uploads referenced by id in chat), see its docstring.
 LITELLM_ONLY_IN = {
-    "_transport", "_batch_transport", "_fastpath", "_fastpath_gemini", "_upload_transport", "cli", "local", "_local"
+    "_transport",
+    "_batch_transport",
+    "_fastpath",
+    "_fastpath_gemini",
+    "_fastpath_stream",
+    "_upload_transport",
+    "cli",
+    "local",
+    "_local",
 }
 
 

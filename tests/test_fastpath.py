@@ -277,11 +277,15 @@ async def test_a_history_with_null_fields_goes_through_acompletion(fake_provider
     assert c.ok and transport.fast_calls == 0 and "content" not in fake_provider.requests[0].body["messages"][2]
 
 
-async def test_streams_go_through_acompletion(fake_provider) -> None:
+async def test_a_stream_the_fast_path_cannot_prove_goes_through_acompletion(fake_provider) -> None:
+    """Streams take the fast path's own refusals (tests/test_fastpath_stream.py has their parity matrix)."""
     transport = FastPathTransport()
     model = Model("openai/gpt-4o-mini", api_base=fake_provider.api_base("openai"), api_key="fake-key")
-    items = [i async for i in LLMClient([model], transport=transport).astream("hello")]
+    forced = model.model_copy(update={"transport": "litellm"})
+    items = [i async for i in LLMClient([forced], transport=transport).astream("hello")]
     assert items[-1].text == "Echo: hello" and transport.fast_calls == 0
+    items = [i async for i in LLMClient([model], transport=transport).astream("hello")]
+    assert items[-1].text == "Echo: hello" and transport.fast_calls == 1
 
 
 async def test_the_client_uses_the_fast_path_by_default(fake_provider) -> None:

@@ -50,7 +50,7 @@ SMALL_CONTEXT_LIMIT = 50
 # to another one later, still verifies, as real Anthropic signatures do.
 _THINKING_SECRET = b"llmkit.testing.FakeProvider thinking signature v1"
 _DIRECTIVE = re.compile(
-    r"\[\[(fail_once|fail|reset|invalid_json|sleep|filter|empty|error_body|echo_key|trickle|stall_after|bad_json_once"
+    r"\[\[(fail_once|fail|reset|invalid_json|sleep|filter|empty|error_body|echo_key|trickle|stall_after|error_after|reset_after|bad_json_once"
     r"|bad_json|bad_schema_once|bad_schema|refuse)(?::([^\]]*))?\]\]"
 )
 _SCHEMA_IN_PROMPT = "JSON Schema:"
@@ -107,6 +107,10 @@ class Directives:
     """Send the answer 10 bytes at a time, this many seconds apart (a reply that never trips a per-read timeout)."""
     stall_after: int | None = None
     """Stream this many frames, then send nothing more until the client hangs up."""
+    error_after: int | None = None
+    """Stream this many frames, then the provider's error event (a 500's error body) and end the stream."""
+    reset_after: int | None = None
+    """Stream this many frames, then drop the connection."""
     bad_json: bool = False
     bad_json_once: bool = False
     bad_schema: bool = False
@@ -117,7 +121,8 @@ class Directives:
 def parse_directives(text: str) -> Directives:
     """Read `[[fail:500]]`, `[[fail:429:2.5]]`, `[[fail_once:500]]`, `[[reset]]`, `[[invalid_json]]`,
     `[[sleep:1.5]]`, `[[filter]]`, `[[empty]]`, `[[error_body]]`, `[[echo_key:401]]`, `[[trickle:0.5]]`,
-    `[[stall_after:3]]`, and the structured-output ones: `[[bad_json]]` (the JSON answer is cut short),
+    `[[stall_after:3]]`, `[[error_after:3]]`, `[[reset_after:3]]`, and the structured-output ones: `[[bad_json]]`
+    (the JSON answer is cut short),
     `[[bad_schema]]` (valid JSON that breaks the schema), their `_once` forms (only the first answer for that
     prompt; the server remembers it) and `[[refuse]]` (a refusal: OpenAI's `refusal` field, Anthropic's "refusal"
     stop reason, Gemini's SAFETY)."""
@@ -133,8 +138,8 @@ def parse_directives(text: str) -> Directives:
                 found["echo_key"] = int(arg or 401)
             elif name == "trickle":
                 found["trickle_s"] = float(arg or 0.5)
-            elif name == "stall_after":
-                found["stall_after"] = int(arg or 0)
+            elif name in ("stall_after", "error_after", "reset_after"):
+                found[name] = int(arg or 0)
             else:
                 found[name] = True
         except ValueError:

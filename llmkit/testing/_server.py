@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 INVALID_KEY = "invalid-key"
 FAULT_KINDS = ("status", "reset", "invalid_json", "timeout", "empty", "error_body", "echo_key")
+_RESET = "<drop the connection here>"  # a marker in a frame list, never sent
 _GARBAGE = '{"id": "garbage", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assist'
 
 
@@ -500,6 +501,12 @@ class FakeProvider:
             pieces = [text[i : i + 10] for i in range(0, len(text), 10)]
             return await self._send(request, pieces, "application/json", directives.trickle_s)
         frames = wire.render_stream(prompt, reply, meta, body)
+        if directives.error_after is not None:  # an error event mid-stream, as providers send when they fail late
+            event = "event: error\n" if wire.name == "anthropic" else ""
+            error = f"{event}data: {json.dumps(wire.error(500, 'status', model=model))}\n\n"
+            frames = [*frames[: directives.error_after], error]
+        if directives.reset_after is not None:
+            frames = [*frames[: directives.reset_after], _RESET]
         return await self._send(request, frames, "text/event-stream", directives.trickle_s, directives.stall_after)
 
     async def _send(
@@ -520,6 +527,9 @@ class FakeProvider:
                 return response
             if interval_s:
                 await asyncio.sleep(interval_s)
+            if piece is _RESET and request.transport is not None:
+                request.transport.abort()  # the connection drops mid-stream: no terminating chunk
+                raise asyncio.CancelledError
             await response.write(piece.encode())
         await response.write_eof()
         return response
