@@ -26,6 +26,18 @@ P = ParamSpec("P")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
+_pending: set[asyncio.Future[Any]] = set()
+
+
+def _kept_task(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    """The background loop's task factory: a task stays referenced until it is done. LiteLLM's logging worker
+    abandons its task on this loop when a later call on another loop (a user's ``asyncio.run``) takes it over; asyncio
+    holds tasks only weakly, so the next garbage collection destroyed it mid-wait and asyncio printed "Task was
+    destroyed but it is pending!" to stderr. Kept, it waits harmlessly until ``_cancel_pending`` ends it at exit."""
+    task = asyncio.Task(coro, loop=loop, **kwargs)
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+    return task
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
@@ -33,6 +45,7 @@ def _background_loop() -> asyncio.AbstractEventLoop:
     with _lock:
         if _loop is None or _loop.is_closed():
             _loop = asyncio.new_event_loop()
+            _loop.set_task_factory(_kept_task)
             threading.Thread(target=_loop.run_forever, name="llmkit-loop", daemon=True).start()
             atexit.register(_cancel_pending, _loop)
         return _loop

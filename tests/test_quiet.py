@@ -74,6 +74,14 @@ asyncio.run(main())
 llm = ChatLLMKit(model="openai/gpt-4o-mini", base_url=fake.api_base("openai"), api_key="k")
 print("langchain:", llm.invoke([HumanMessage("five")]).content)
 print("langchain async:", asyncio.run(llm.ainvoke("six")).content)
+
+# Through acompletion, whose logging worker moves from llmkit's loop to asyncio.run's and leaves its old task behind:
+# a garbage collection while the script still runs must not destroy that task (asyncio would print a warning).
+slow = LLMClient([Model("openai/gpt-4o-mini", api_base=fake.api_base("openai"), api_key="k", transport="litellm")])
+slow.complete("seven")
+asyncio.run(slow.acomplete("eight"))
+import gc
+gc.collect()
 """
 
 
