@@ -579,10 +579,12 @@ class LLMClient:
         tries = self._tries(plan, scope)
         index: int | None = None
         try:
-            if plan.output is None:
-                routed = self._routed(plan, tries)
-            else:
+            if plan.output is not None:
                 routed = self._structured(plan, plan.output, tries)
+            elif plan.fallbacks:
+                routed = self._routed(plan, tries)
+            else:  # no fallback to hand a too-long prompt to: _routed would only add a coroutine
+                routed = self._attempts(self._pool(plan), tries)
             if tries.deadline is None:  # one coroutine less per call; a refused wait is handled below
                 index, completion = await routed
             else:
