@@ -107,7 +107,7 @@ DEFAULT_TIMEOUT_S = 600.0
 is 6,000 s, and per read, so a stalled or trickling reply could hold a prompt for hours."""
 
 
-@dataclass
+@dataclass(slots=True)  # one per call, alive for the whole call: small and quick to read
 class _Tries:
     """One call's attempts so far, and the deployment that failed last (the retry avoids it).
 
