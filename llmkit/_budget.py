@@ -304,7 +304,7 @@ _queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, _Timer
 
 
 class AttemptTimer:
-    """Cancels the current task ``timeout_s`` after ``start``, unless ``stop`` comes first: ``asyncio.timeout``'s
+    """Cancels the current task ``timeout_s`` after it is made, unless ``stop`` comes first: ``asyncio.timeout``'s
     semantics (a cancel from elsewhere stays a cancel), without a timer per attempt. Python 3.11+ (``uncancel``)."""
 
     __slots__ = ("task", "deadline", "cancelling", "fired", "queue")
