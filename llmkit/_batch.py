@@ -222,7 +222,7 @@ async def _as_completed(
                     continue
                 task = by_key.get(key)
                 if task is None:
-                    task = asyncio.ensure_future(client._complete(plan, scope))
+                    task = asyncio.ensure_future(client._complete(plan, scope, looked_up=True))
                     task.add_done_callback(done.put_nowait)
                     by_key[key] = task
                     key_of[task] = key

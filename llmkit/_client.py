@@ -18,7 +18,17 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _batch, _embed, _provider_batch, _sync, _workers
-from ._budget import Account, Budget, Reservation, Scope, WaitRefused, check_wait, deadline_at, declared_cost
+from ._budget import (
+    Account,
+    AttemptTimer,
+    Budget,
+    Reservation,
+    Scope,
+    WaitRefused,
+    check_wait,
+    deadline_at,
+    declared_cost,
+)
 from ._cache import ResponseCache, disk_tier
 from ._fastpath import FastPathTransport
 from ._fingerprint import fingerprint
@@ -86,9 +96,11 @@ __all__ = ["DEFAULT_TIMEOUT_S", "LLMClient"]
 
 logger = logging.getLogger("llmkit")
 T = TypeVar("T")
-# asyncio.timeout (3.11+) bounds an await without wrapping it in a new task, as asyncio.wait_for does before 3.12.
-_timeout_scope = getattr(asyncio, "timeout", None)
+# AttemptTimer (3.11+: Task.uncancel) bounds an await without wrapping it in a new task, as asyncio.wait_for does
+# before 3.12.
+_HAS_UNCANCEL = hasattr(asyncio.Task, "uncancel")
 
+_NO_OPTIONS = RequestOptions()  # frozen: one shared instance saves validating a new one per call
 _DEFAULT_OUTPUT_ESTIMATE = 256
 _CHARS_PER_TOKEN = 4
 DEFAULT_TIMEOUT_S = 600.0
@@ -96,7 +108,7 @@ DEFAULT_TIMEOUT_S = 600.0
 is 6,000 s, and per read, so a stalled or trickling reply could hold a prompt for hours."""
 
 
-@dataclass
+@dataclass(slots=True)  # one per call, alive for the whole call: small and quick to read
 class _Tries:
     """One call's attempts so far, and the deployment that failed last (the retry avoids it).
 
@@ -140,6 +152,7 @@ class _Plan:
     """One call, resolved: a request per deployment and the cache keys to look under.
 
     ``fallbacks`` are the indexes in ``requests`` of the context-window fallbacks, in order; routing never picks them.
+    ``output`` is the ``output=`` this call asks for (one per call: every deployment shares the options).
     """
 
     requests: dict[int, Request]
@@ -147,15 +160,10 @@ class _Plan:
     tokens: int
     prefer: str | None
     fallbacks: tuple[int, ...] = ()
+    output: OutputSpec | None = None
 
     def only(self, indexes: Collection[int]) -> _Plan:
         return replace(self, requests={i: self.requests[i] for i in indexes}, fallbacks=())
-
-    @property
-    def output(self) -> OutputSpec | None:
-        """The ``output=`` this call asks for (one per call: every deployment shares the options)."""
-        output = next(iter(self.requests.values())).options.output
-        return None if output is None else output_spec(output)
 
     @property
     def output_modes(self) -> dict[str, Mode]:
@@ -245,37 +253,38 @@ def _checked_timeout(timeout_s: float | None) -> float | None:
     return timeout_s
 
 
-async def _within(request: Request, awaitable: Awaitable[T]) -> T:
-    """``awaitable``'s result, or llmkit's ``TimeoutError`` once the attempt's deadline passes.
+async def bounded(timeout_s: float | None, model: Model, awaitable: Awaitable[T]) -> T:
+    """``awaitable`` within ``timeout_s`` seconds (None: no bound), else llmkit's retryable ``TimeoutError``.
 
     LiteLLM's ``timeout`` is per read: a reply trickling a few bytes at a time never trips it. This bounds the whole
     attempt (connect, wait and read), and cancelling the task closes the connection.
     """
-    return await bounded(request.timeout_s, request.model, awaitable)
-
-
-async def bounded(timeout_s: float | None, model: Model, awaitable: Awaitable[T]) -> T:
-    """``awaitable`` within ``timeout_s`` seconds (None: no bound), else llmkit's retryable ``TimeoutError``."""
     if timeout_s is None:
         return await awaitable
-    if _timeout_scope is None:  # Python 3.10
+    if not _HAS_UNCANCEL:  # Python 3.10
         try:
             return await asyncio.wait_for(awaitable, timeout_s)
         except asyncio.TimeoutError:
             pass
     else:
+        timer = AttemptTimer(timeout_s)
         try:
-            async with _timeout_scope(timeout_s) as scope:
-                return await awaitable
-        except builtins.TimeoutError:
-            if not scope.expired():
-                raise  # the transport's own timeout error, already mapped
+            return await awaitable
+        except asyncio.CancelledError:
+            if not timer.expired():
+                raise  # cancelled from elsewhere
+        finally:
+            timer.stop()
     raise TimeoutError(
         f"{model.name} did not answer within {timeout_s:g} s (the whole attempt: connect, wait and read); "
         "for long answers raise RequestOptions(timeout_s=...), LLMClient(timeout_s=...) or --timeout",
         model=model.name,
         provider=model.provider,
     )
+
+
+def _tokens_used(completion: Completion) -> int | None:
+    return completion.usage.total_tokens or None
 
 
 async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
@@ -352,6 +361,7 @@ class LLMClient:
         self._limiter = self._new_limiter(limits, clock)
         self._model_limiters = [self._new_limiter(m.limits, clock, m) for m in self._deployments]
         self._default_sampling = [merge(m.sampling, sampling) for m in self._deployments]
+        self._declared = [m.input_cost_per_token is not None for m in self._deployments]  # see declared_cost
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, pool: str = "default") -> LLMClient:
@@ -475,7 +485,7 @@ class LLMClient:
         """
         messages = to_messages(prompt)
         sampling = as_params(SamplingParams, sampling, "sampling")
-        options = as_params(RequestOptions, options, "options") or RequestOptions()
+        options = as_params(RequestOptions, options, "options") or _NO_OPTIONS
         timeout_s = options.timeout_s if options.timeout_s is not None else self.timeout_s
         requests: dict[int, Request] = {}
         fingerprints: dict[int, str] = {}
@@ -502,7 +512,9 @@ class LLMClient:
                 )
             fingerprints[index] = by_key[key]
         first = next(iter(requests.values()))
-        return _Plan(requests, fingerprints, _estimate_tokens(messages, first.sampling), prefer_model, fallbacks)
+        tokens = _estimate_tokens(messages, first.sampling)
+        output = None if options.output is None else output_spec(options.output)
+        return _Plan(requests, fingerprints, tokens, prefer_model, fallbacks, output)
 
     def _pool(self, plan: _Plan) -> _Plan:
         """The plan's capable pool deployments: what routing picks from."""
@@ -526,7 +538,7 @@ class LLMClient:
         requests: dict[int, Request] = {}
         shaped = False
         for index, request in plan.requests.items():
-            sent = _shaped(request)
+            sent = request if request.options.output is None else _shaped(request)
             shaped = shaped or sent is not request
             try:
                 self._transport.check(sent)
@@ -564,19 +576,28 @@ class LLMClient:
         if self.cache is not None and index is not None and completion.ok and validated:
             self.cache.put(plan.fingerprints[index], completion)
 
-    async def _complete(self, plan: _Plan, scope: Scope | None = None) -> Completion:
-        """Cache, then attempts with retries; a final failure comes back as a ``Completion`` with ``error`` set."""
-        if (hit := self._cached(plan)) is not None:
+    async def _complete(self, plan: _Plan, scope: Scope | None = None, looked_up: bool = False) -> Completion:
+        """Cache (unless the caller ``looked_up`` already), then attempts with retries; a final failure comes back as
+        a ``Completion`` with ``error`` set."""
+        if not looked_up and (hit := self._cached(plan)) is not None:
             return hit
         start = time.perf_counter()
         tries = self._tries(plan, scope)
         index: int | None = None
         try:
-            if plan.output is None:
-                routed = self._routed(plan, tries)
-            else:
+            if plan.output is not None:
                 routed = self._structured(plan, plan.output, tries)
-            index, completion = await self._within_deadline(routed, tries)
+            elif plan.fallbacks:
+                routed = self._routed(plan, tries)
+            else:  # no fallback to hand a too-long prompt to: _routed would only add a coroutine
+                routed = self._attempts(self._pool(plan), tries)
+            if tries.deadline is None:  # one coroutine less per call; a refused wait is handled below
+                index, completion = await routed
+            else:
+                index, completion = await self._within_deadline(routed, tries)
+        except WaitRefused as refused:
+            exc = refused.error
+            index, completion = None, Completion(finish_reason="error", error=exc, model=exc.model)
         except LLMError as exc:
             index, completion = None, Completion(finish_reason="error", error=exc, model=exc.model)
         finally:
@@ -589,7 +610,8 @@ class LLMClient:
             update={"attempts": tries.total, "latency_s": latency_s, "metadata": tries.metadata}
         )
         self._store(plan, index, completion)
-        self._finished(tries, index, completion)
+        if self._hooks:
+            self._finished(tries, index, completion)
         return completion
 
     def _finished(self, tries: _Tries, index: int | None, completion: Completion) -> None:
@@ -601,15 +623,16 @@ class LLMClient:
     def _tries(self, plan: _Plan, scope: Scope | None = None) -> _Tries:
         """A call's state, with the budgets and the deadline that bound it (the client's, the call's, the batch's)."""
         options = next(iter(plan.requests.values())).options
-        accounts: tuple[Account, ...] = (self._account,) if self._account is not None else ()
+        tries = _Tries(metadata=options.metadata)
+        if self._account is not None:
+            tries.accounts = (self._account,)
         if scope is not None:
-            accounts += scope.accounts
-        return _Tries(
-            deadline=deadline_at(options.deadline_s, scope.deadline if scope else None),
-            accounts=accounts,
-            metadata=options.metadata,
-            call_id=os.urandom(8).hex() if self._hooks else "",
-        )
+            tries.accounts += scope.accounts
+        if options.deadline_s is not None or (scope is not None and scope.deadline is not None):
+            tries.deadline = deadline_at(options.deadline_s, scope.deadline if scope else None)
+        if self._hooks:
+            tries.call_id = os.urandom(8).hex()
+        return tries
 
     async def _within_deadline(self, call: Awaitable[tuple[int, Completion]], tries: _Tries) -> tuple[int, Completion]:
         """The call, cut off at its deadline: attempts in flight are cancelled (their connections closed)."""
@@ -762,7 +785,11 @@ class LLMClient:
         raise failure
 
     async def _attempts(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
-        return await self._retried(tries, lambda: self._attempt(plan, tries))
+        try:  # ``_retried``'s first attempt, inlined: most calls end here
+            return await self._attempt(plan, tries)
+        except LLMError as exc:
+            failed = exc
+        return await self._retry(tries, failed, lambda: self._attempt(plan, tries))
 
     async def _retried(self, tries: _Tries, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()`` under the retry policy (completions and embeddings alike): the first runs bare; after a
@@ -775,9 +802,14 @@ class LLMClient:
         try:
             return await attempt()
         except LLMError as exc:
-            if not exc.retryable or out_of_attempts(self.retry, tries.count, tries.charged):
-                raise
-            await self._wait(tries, "backoff", wait_s(self.retry, exc, tries.count))
+            failed = exc
+        return await self._retry(tries, failed, attempt)
+
+    async def _retry(self, tries: _Tries, failed: LLMError, attempt: Callable[[], Awaitable[T]]) -> T:
+        """After the first attempt ``failed``: the backoff, then tenacity's attempts (or ``failed`` if none is left)."""
+        if not failed.retryable or out_of_attempts(self.retry, tries.count, tries.charged):
+            raise failed
+        await self._wait(tries, "backoff", wait_s(self.retry, failed, tries.count))
 
         async def backoff(seconds: float) -> None:
             await self._wait(tries, "backoff", seconds)
@@ -827,9 +859,11 @@ class LLMClient:
     async def _attempt(self, plan: _Plan, tries: _Tries) -> tuple[int, Completion]:
         index, permits = await self._acquire(plan, tries)
         request = plan.requests[index]
-        sent = _within(request, self._uploads.acomplete(request, self._transport))
-        completion = await self._sent(index, permits, tries, sent, lambda c: c.usage.total_tokens or None)
-        return index, self._settled(index, completion, tries)
+        sent = bounded(request.timeout_s, request.model, self._uploads.acomplete(request, self._transport))
+        completion = await self._sent(index, permits, tries, sent, _tokens_used)
+        if self._declared[index] or tries.reservation is not None:
+            completion = self._settled(index, completion, tries)
+        return index, completion
 
     async def _sent(
         self,
@@ -953,7 +987,7 @@ class LLMClient:
         stream = self._uploads.astream(request, self._transport)
         try:
             # The attempt's deadline covers the wait for the first item; later gaps are LiteLLM's per-read timeout.
-            first = await _within(request, anext(stream))
+            first = await bounded(request.timeout_s, request.model, anext(stream))
             async for item in _prepend(first, stream):
                 if isinstance(item, Completion):
                     used = item.usage.total_tokens or None

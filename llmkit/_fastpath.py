@@ -449,7 +449,26 @@ def _route(name: str) -> _Route | None:
     from litellm.utils import ProviderConfigManager
 
     config = ProviderConfigManager.get_provider_chat_config(model=model, provider=litellm.LlmProviders(provider))
-    return None if config is None else _Route(provider, model, config)
+    if config is None:
+        return None
+    _memoize_model_map_lookups(config)
+    return _Route(provider, model, config)
+
+
+# Model-map questions a provider config asks on every request through ``self.``, with answers that depend only on
+# (model, provider) and LiteLLM's price map: Anthropic's validate_environment spends ~90% of its ~150 us in
+# ``_is_adaptive_thinking_model`` (litellm 1.109.3, llms/anthropic/common_utils.py ``is_effort_used``). Keys and
+# headers stay per request: validate_environment itself still runs every time.
+_MODEL_MAP_LOOKUPS = ("_is_adaptive_thinking_model",)
+
+
+def _memoize_model_map_lookups(config: Any) -> None:
+    """Memoize those lookups on this route's own config instance (ProviderConfigManager builds a new one per call,
+    so LiteLLM's own calls and classes are untouched)."""
+    for name in _MODEL_MAP_LOOKUPS:
+        lookup = getattr(type(config), name, None)
+        if callable(lookup):
+            setattr(config, name, functools.lru_cache(maxsize=256)(lookup))
 
 
 # The LiteLLM releases whose routes the parity test (tests/test_fastpath.py) was run against. Another release keeps

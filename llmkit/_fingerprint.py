@@ -26,16 +26,18 @@ _OPTION_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "response_forma
 
 
 def _canonical(value: Any) -> Any:
-    if isinstance(value, File):  # by content hash: the same bytes read from another path are the same request
-        return value.fingerprint()
-    if isinstance(value, BaseModel):
-        return _canonical(value.model_dump(exclude_none=True))
+    if isinstance(value, str):  # the most common value first: this runs for every value of every request
+        return value
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if isinstance(value, File):  # by content hash: the same bytes read from another path are the same request
+        return value.fingerprint()
+    if isinstance(value, BaseModel):
+        return _canonical(value.model_dump(exclude_none=True))
     return value
 
 

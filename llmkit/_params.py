@@ -390,14 +390,16 @@ def explain_keywords(method: F) -> F:
 
         @functools.wraps(method)
         async def checked_async(*args: Any, **kwargs: Any) -> Any:
-            check(kwargs)
+            if kwargs:
+                check(kwargs)
             return await method(*args, **kwargs)
 
         return cast(F, checked_async)
 
     @functools.wraps(method)
     def checked(*args: Any, **kwargs: Any) -> Any:
-        check(kwargs)
+        if kwargs:
+            check(kwargs)
         return method(*args, **kwargs)
 
     return cast(F, checked)

@@ -116,17 +116,22 @@ class Hooks:
         """A wait on a limit, a cooldown or a backoff begins."""
 
 
-class HookSet:
-    """The client's hooks, called in order; falsy when there are none (the client then skips building events)."""
+class HookSet(tuple[Hooks, ...]):
+    """The client's hooks, called in order; falsy when there are none (the client then skips building events).
 
-    def __init__(self, hooks: Hooks | Sequence[Hooks] | None) -> None:
-        self.hooks: tuple[Hooks, ...] = (hooks,) if isinstance(hooks, Hooks) else tuple(hooks or ())
-        for hook in self.hooks:
+    A tuple, so the client's ``if self._hooks:`` on every call is a C-level test, not a Python ``__bool__`` call.
+    """
+
+    def __new__(cls, hooks: Hooks | Sequence[Hooks] | None) -> HookSet:
+        hooks = (hooks,) if isinstance(hooks, Hooks) else tuple(hooks or ())
+        for hook in hooks:
             if not isinstance(hook, Hooks):
                 raise ConfigError(f"hooks must be llmkit Hooks (subclass llmkit.Hooks), got {type(hook).__name__}")
+        return super().__new__(cls, hooks)
 
-    def __bool__(self) -> bool:
-        return bool(self.hooks)
+    @property
+    def hooks(self) -> tuple[Hooks, ...]:
+        return tuple(self)
 
     def emit(self, name: str, event: object) -> None:
         for hook in self.hooks:

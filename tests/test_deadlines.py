@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 
 import pytest
@@ -155,3 +156,76 @@ async def test_a_stream_within_its_timeouts_is_untouched(fake_provider: FakeProv
     items = [item async for item in client.astream("one two three", options=options)]
     assert items[-1].text == "".join(i.text or "" for i in items[:-1] if isinstance(i, StreamDelta))
     assert fake_provider.disconnects == 0
+
+
+# -- AttemptTimer: one loop timer for every attempt in flight with the same timeout ----------------------------------
+
+
+async def test_every_attempt_is_cut_at_its_own_deadline_with_one_shared_timer() -> None:
+    """Staggered attempts sharing a timeout: a fast one finishing first must not leave a slow later one unbounded,
+    and each is cut about ``timeout`` after its own start."""
+    from llmkit._client import bounded
+
+    model = Model("openai/gpt-4o-mini")
+    ends: dict[str, float] = {}
+
+    async def attempt(name: str, delay: float, work: float) -> str:
+        await asyncio.sleep(delay)
+        start = time.monotonic()
+        try:
+            return await bounded(0.3, model, asyncio.sleep(work, name))
+        except TimeoutError:
+            ends[name] = time.monotonic() - start
+            raise
+
+    results = await asyncio.gather(
+        attempt("fast", 0.0, 0.01), attempt("slow-a", 0.05, 5), attempt("ok", 0.1, 0.05), attempt("slow-b", 0.2, 5),
+        return_exceptions=True,
+    )
+    assert results[0] == "fast" and results[2] == "ok"
+    assert isinstance(results[1], TimeoutError) and isinstance(results[3], TimeoutError)
+    assert 0.25 < ends["slow-a"] < 1.5 and 0.25 < ends["slow-b"] < 1.5
+
+
+async def test_a_cancel_from_elsewhere_stays_a_cancel_and_leaves_no_timer_behind() -> None:
+    from llmkit._budget import _queues
+    from llmkit._client import bounded
+
+    model = Model("openai/gpt-4o-mini")
+    task = asyncio.ensure_future(bounded(30, model, asyncio.sleep(10)))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.gather(*(bounded(30, model, asyncio.sleep(0, i)) for i in range(50))) == list(range(50))
+    assert not _queues[asyncio.get_running_loop()][30].timers  # no attempt is remembered after it ends
+
+
+async def test_an_expired_attempt_leaves_its_task_uncancelled_for_an_outer_timeout() -> None:
+    """After the attempt's deadline turns the cancel into TimeoutError, the task is not left "cancelling": an outer
+    asyncio.timeout (the call's deadline) still works."""
+    from llmkit._client import bounded
+
+    model = Model("openai/gpt-4o-mini")
+    with pytest.raises(TimeoutError):
+        await bounded(0.05, model, asyncio.sleep(5))
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    with pytest.raises(builtins.TimeoutError):
+        async with asyncio.timeout(0.05):
+            await asyncio.sleep(5)
+
+
+def test_a_finished_event_loop_is_not_kept_alive_by_its_timers() -> None:
+    import gc
+
+    from llmkit._budget import _queues
+    from llmkit._client import bounded
+
+    model = Model("openai/gpt-4o-mini")
+    gc.collect()
+    before = len(_queues)
+    for _ in range(3):
+        assert asyncio.run(bounded(30, model, asyncio.sleep(0, "done"))) == "done"
+    gc.collect()
+    assert len(_queues) <= before

@@ -628,3 +628,29 @@ async def test_a_changed_gemini_transform_switches_gemini_off_once(fake_provider
     assert [a.text for a in answers] == ["Echo: q0", "Echo: q1"] and transport.fast_calls == 0
     assert [r.message for r in caplog.records if "switched off" in r.message] == [caplog.records[0].message]
     assert "switched off for gemini" in caplog.records[0].message
+
+
+async def test_anthropics_model_map_lookup_is_memoized_per_route_and_every_deployment_sends_its_own_key(
+    fake_provider,
+) -> None:
+    """validate_environment's model-map lookup is memoized on the fast path's own config instance, never LiteLLM's;
+    the headers (and so the key) are still built per request: two deployments of one model, their requests
+    interleaved, each send their own key."""
+    import hashlib
+
+    import litellm
+
+    _fastpath._route.cache_clear()
+    transport = FastPathTransport()
+    keys = ["sk-ant-first-deployment-key", "sk-ant-second-deployment-key"]
+    models = [Model(DEFAULT_MODEL["anthropic"], api_base=fake_provider.api_base("anthropic"), api_key=k) for k in keys]
+    clients = [LLMClient([m], transport=transport) for m in models]
+    for i in range(6):
+        assert (await clients[i % 2].acomplete(f"q{i}")).text == f"Echo: q{i}"
+    sent = [r.api_key_hash for r in fake_provider.requests]
+    assert sent == [hashlib.sha256(keys[i % 2].encode()).hexdigest()[:16] for i in range(6)]
+    route = _fastpath._route(DEFAULT_MODEL["anthropic"])
+    assert route is not None and transport.fast_calls == 6
+    memo = route.config._is_adaptive_thinking_model.cache_info()
+    assert memo.misses == 1 and memo.hits >= 5  # one model-map lookup for six requests
+    assert "_is_adaptive_thinking_model" not in vars(litellm.AnthropicConfig())  # LiteLLM's own configs: untouched

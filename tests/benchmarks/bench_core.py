@@ -4,6 +4,10 @@
     python tests/benchmarks/bench_core.py --quick    # smoke run: 3 imports each, 2 x 200 calls
     python tests/benchmarks/bench_core.py --profile  # also cProfile llmkit's calls: where its own time goes
     python tests/benchmarks/bench_core.py --only inflight  # llmkit's own CPU with requests in flight, GC included
+    python tests/benchmarks/bench_core.py --only cached    # llmkit's CPU per prompt when every prompt is a cache hit
+
+To compare two versions of llmkit, run the same script with ``PYTHONPATH`` on each tree (the script runs from any
+directory; without ``PYTHONPATH`` it imports the installed llmkit), alternating the runs.
 
 The fake provider runs in a subprocess (``_common.RemoteFake``), so the client's wall and CPU times are its own.
 Raw litellm gets the kwargs llmkit sends (num_retries=0, max_retries=0, api_base, api_key). Variants alternate
@@ -414,11 +418,37 @@ async def bench_in_flight(base: str, n: int, reps: int) -> None:
     )
 
 
+async def bench_cached(base: str, n: int, reps: int) -> None:
+    """llmkit's CPU per prompt for a batch rerun in which every prompt is a cache hit (nothing sent): the cache read,
+    plan and fingerprint, and the batch engine."""
+    import tempfile
+
+    from llmkit import LLMClient, Model
+
+    section("Cached rerun: llmkit's CPU per prompt, every prompt a cache hit")
+    response = await _sample_response(base)
+    prompts = [f"cached {i}" for i in range(n)]
+    samples: list[Timing] = []
+    with tempfile.TemporaryDirectory() as directory:
+        client = LLMClient(Model(MODEL, api_base=base, api_key=API_KEY), cache=directory, transport=_replay(response))
+        await client.abatch(prompts)  # fills the cache
+        for _ in range(reps):
+            gc.collect()
+            with timed() as t:
+                results = await client.abatch(prompts)
+            assert all(c.cache_hit for c in results)
+            samples.append(t)
+        client.close()
+    cpu = sorted(t.cpu_s / n * 1e6 for t in samples)
+    print(f"{n:,} prompts, all cache hits, {reps} runs: CPU us/prompt median {median(cpu):.1f} (range {cpu[0]:.1f}-"
+          f"{cpu[-1]:.1f}); GC us/prompt {median([t.gc_s / n * 1e6 for t in samples]):.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller N for a smoke run")
     parser.add_argument("--profile", action="store_true", help="cProfile llmkit's per-call path afterwards")
-    parser.add_argument("--only", choices=["import", "overhead", "inflight"], help="run one part")
+    parser.add_argument("--only", choices=["import", "overhead", "inflight", "cached"], help="run one part")
     args = parser.parse_args()
     import_runs, n, reps = (3, 200, 2) if args.quick else (5, 1_000, 5)
 
@@ -433,6 +463,8 @@ def main() -> None:
             asyncio.run(bench_breakdown(2_000 if args.quick else 10_000, fake.api_base()))
         if args.only in (None, "inflight"):
             asyncio.run(bench_in_flight(fake.api_base(), 2_000 if args.quick else 10_000, 2 if args.quick else 5))
+        if args.only in (None, "cached"):
+            asyncio.run(bench_cached(fake.api_base(), 1_000 if args.quick else 5_000, 3 if args.quick else 5))
         print(f"\nfake provider saw {fake.count:,} requests; {fake.count_status(200):,} answered 200")
     section("Verdicts")
     print("\n".join(f"- {v}" for v in verdicts))
