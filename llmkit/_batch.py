@@ -24,7 +24,7 @@ from .errors import ConfigError, LLMError
 if TYPE_CHECKING:
     from ._client import LLMClient, _Plan
 
-__all__ = ["abatch", "as_completed"]
+__all__ = ["abatch", "as_completed", "in_order"]
 
 _DEFAULT_IN_FLIGHT = 100
 # Without a cache, this many recent answers are kept for in-batch dedupe: enough for repeats that sit near each other,
@@ -303,7 +303,6 @@ async def abatch(
     ``max_in_flight`` requests at once (default: ``limits.max_concurrency``, else 100). Cancelling (Ctrl-C for
     ``batch``) stops dispatch; what finished is already cached. ``budget`` and ``deadline_s``: see ``as_completed``.
     """
-    results: dict[int, Completion] = {}
     stream = as_completed(
         client,
         prompts,
@@ -316,6 +315,22 @@ async def abatch(
         deadline_s=deadline_s,
         output=output,
     )
+    return await in_order(
+        stream, raise_on_error=raise_on_error, completions_only=return_completions_only, options=options, output=output
+    )
+
+
+async def in_order(
+    stream: AsyncGenerator[tuple[int, Completion], None],
+    *,
+    raise_on_error: bool,
+    completions_only: bool,
+    options: RequestOptions | Mapping[str, Any] | None,
+    output: Any,
+) -> list[Any]:
+    """``(index, completion)`` pairs as they finish, returned in input order as ``abatch`` returns them: completions,
+    or texts (parsed values with ``output``) for ``completions_only``. Shared by ``abatch`` and its worker twin."""
+    results: dict[int, Completion] = {}
     try:
         async for index, completion in stream:
             if raise_on_error and completion.error is not None:
@@ -324,8 +339,8 @@ async def abatch(
     finally:
         await stream.aclose()
     ordered = [results[i] for i in range(len(results))]
-    if not return_completions_only:
+    if not completions_only:
         return ordered
-    options = as_params(RequestOptions, options, "options")
-    structured = output is not None or (options is not None and options.output is not None)
+    given = as_params(RequestOptions, options, "options")
+    structured = output is not None or (given is not None and given.output is not None)
     return [c.parsed for c in ordered] if structured else [c.text for c in ordered]

@@ -35,7 +35,7 @@ from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._batch import OnResult, _as_completed, _in_flight_limit, _Progress
+from ._batch import OnResult, _as_completed, _in_flight_limit, _Progress, in_order
 from ._budget import Account, Budget, Scope, deadline_at
 from ._cache import ResponseCache
 from ._fastpath import FastPathTransport
@@ -690,17 +690,6 @@ async def abatch_in_workers(
         deadline_s=deadline_s,
         output=output,
     )
-    results: dict[int, Completion] = {}
-    try:
-        async for index, completion in stream:
-            if raise_on_error and completion.error is not None:
-                raise completion.error
-            results[index] = completion
-    finally:
-        await stream.aclose()
-    ordered = [results[i] for i in range(len(results))]
-    if not return_completions_only:
-        return ordered
-    given = as_params(RequestOptions, options, "options")
-    structured = output is not None or (given is not None and given.output is not None)
-    return [c.parsed if structured else c.text for c in ordered]
+    return await in_order(
+        stream, raise_on_error=raise_on_error, completions_only=return_completions_only, options=options, output=output
+    )
