@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import sqlite3
@@ -220,14 +221,33 @@ async def test_duplicates_in_one_call_are_sent_once_even_without_cache(fake_prov
     assert result.vectors == [result.vectors[0], result.vectors[1]] * 300
 
 
-@pytest.mark.parametrize("wire", ["openai", "gemini"])
-async def test_hidden_sdk_retries_are_off(fake_provider: FakeProvider, wire: str) -> None:
-    """One 500 with llmkit's retries off is exactly one request at the server (LiteLLM's OpenAI route would send 3)."""
+# LiteLLM routes that speak the OpenAI wire (pointed at the fake's /v1) or Gemini's. The first ten go through the OpenAI
+# SDK, which retried a 500 twice behind llmkit before it gave them its own client; the rest never retried.
+OPENAI_SDK_ROUTES = [
+    "openai/text-embedding-3-small",
+    "together_ai/m",
+    "nvidia_nim/m",
+    "litellm_proxy/m",
+    "mistral/mistral-embed",
+    "fireworks_ai/nomic-ai/nomic-embed-text-v1.5",
+    "nebius/m",
+    "wandb/m",
+    "xinference/m",
+    "azure_ai/m",
+]
+OTHER_ROUTES = ["gemini/text-embedding-004", "hosted_vllm/m", "voyage/voyage-3", "jina_ai/m", "openrouter/m"]
+
+
+@pytest.mark.parametrize("name", OPENAI_SDK_ROUTES + OTHER_ROUTES)
+async def test_hidden_sdk_retries_are_off(fake_provider: FakeProvider, name: str) -> None:
+    """One 500 with llmkit's retries off is exactly one request at the server, on every route the fake can answer."""
     fake_provider.fail_next(1, status=500)
-    result = await client(fake_provider, wire).aembed(["a", "b"])
+    base = fake_provider.api_base("gemini" if name.startswith("gemini") else "openai")
+    result = await LLMClient(Model(name, api_base=base, api_key=KEY), retry=NO_RETRY).aembed(["a", "b"])
     assert fake_provider.count == 1
     assert set(result.errors) == {0, 1} and isinstance(result.errors[0], ProviderError)
     assert result.errors[0].status == 500 and result.vectors == [None, None]
+    assert (await LLMClient(Model(name, api_base=base, api_key=KEY)).aembed(["a", "b"])).ok
 
 
 @pytest.mark.parametrize("wire", ["openai", "gemini"])
@@ -438,3 +458,15 @@ async def test_the_openai_route_takes_its_base_and_key_from_the_environment(fake
     monkeypatch.delenv("OPENAI_API_KEY")
     missing = await LLMClient(Model(MODELS["openai"])).aembed(["b"])
     assert "OPENAI_API_KEY" in str(missing.errors[0]) and fake_provider.count == 2
+
+
+async def test_another_sdk_route_takes_its_key_from_its_own_variable(fake_provider, monkeypatch) -> None:
+    base = fake_provider.api_base("openai")
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    fake_provider.fail_next(1, status=500)
+    result = await LLMClient(Model("mistral/mistral-embed", api_base=base), retry=NO_RETRY).aembed(["a"])
+    assert fake_provider.count == 1 and isinstance(result.errors[0], ProviderError)
+    assert fake_provider.requests[0].api_key_hash == hashlib.sha256(KEY.encode()).hexdigest()[:16]
+    monkeypatch.delenv("MISTRAL_API_KEY")
+    missing = await LLMClient(Model("mistral/mistral-embed", api_base=base)).aembed(["b"])
+    assert "MISTRAL_API_KEY" in str(missing.errors[0]) and fake_provider.count == 1
