@@ -1,7 +1,8 @@
-"""Embeddings: texts packed into requests up to each provider's limits, cached per text, sent like completions.
+"""Embeddings: texts packed into requests up to each provider's limits (``_embed_pack``), cached per text
+(``_vector_cache``), sent like completions.
 
-Every text is looked up in the cache on its own (key: the text, the model and the options), so a corpus that is 90%
-cached sends only the rest, packed densely. Duplicates inside one call are sent once. Requests go through the
+Every text has its own cache entry (key: the text, the model and the options), so a corpus that is 90% cached sends
+only the rest, packed densely. Duplicates inside one call are sent once. Requests go through the
 client's limiter (tokens-per-minute counts the input tokens), router (cooldowns after a 429), retry policy and
 status, exactly as completions do. A failed request fails only its own texts; a request the provider refuses as bad
 is split in halves until the bad text is alone, so one oversized text cannot fail 2,047 others.
