@@ -3,8 +3,8 @@
 The vectors live beside the ``ResponseCache``'s diskcache (same directory, namespace and ttl; ``ResponseCache.vectors``
 opens them), so one ``cache=`` covers completions and embeddings, and its ``clear``/``wipe``/``stats`` cover both.
 They have their own file, ``vectors.db``, because a diskcache ``set`` runs five statements and two triggers per value
-(18 µs of CPU per vector on a quiet machine, ~45 µs on a loaded one): that alone made a cold-cache embedding run
-1.32x raw LiteLLM. Here one request's vectors are one ``executemany`` in one transaction (~4 µs per vector), in WAL
+(18 µs of CPU per vector on a quiet machine, 34 on a loaded one): that alone made a cold-cache embedding run 1.32x
+raw LiteLLM. Here one request's vectors are one ``executemany`` in one transaction (4 and 9 µs per vector), in WAL
 mode so a read never waits for a write, under a 32-byte binary key (docs/benchmarks.md has the numbers).
 
 Float32 is what the providers compute in, so nothing is lost; vectors from the network go through the same float32
