@@ -210,12 +210,14 @@ Answer = tuple[bytes, "array[float] | LLMError"]  # one key's vector or error fr
 
 
 class _Flow:
-    """One ``_stream``'s state: the indexes waiting for each key, the packer, the requests in flight."""
+    """One ``_stream``'s state: the indexes waiting for each key, the packer, the requests in flight and the commits
+    of their vectors (a request's slot frees when its reply arrives; its texts are reported once committed)."""
 
     def __init__(self, run: _Run, remember: int | None) -> None:
         self.run = run
         self.packer = Packer(run.limits)
         self.tasks: set[asyncio.Task[list[Answer]]] = set()
+        self.commits: set[asyncio.Task[list[Answer]]] = set()
         self.done: asyncio.Queue[asyncio.Task[list[Answer]]] = asyncio.Queue()
         self._waiting: dict[bytes, list[int]] = {}
         self._recent: OrderedDict[bytes, array[float]] = OrderedDict()
@@ -251,7 +253,13 @@ class _Flow:
         self.tasks.add(task)
 
     def answered(self, task: asyncio.Task[list[Answer]]) -> Iterator[Outcome]:
-        self.tasks.discard(task)
+        """A finished request's outcomes once its vectors are committed (now, without a cache), or a commit's."""
+        if task in self.tasks:
+            self.tasks.discard(task)
+            if self.run.cache is not None:
+                self._commit(self.run.cache, task.result())
+                return
+        self.commits.discard(task)
         for key, outcome in task.result():
             if self.run.cache is None and isinstance(outcome, array):
                 self._recent[key] = outcome
@@ -260,11 +268,27 @@ class _Flow:
             for index in self._waiting.pop(key):
                 yield index, outcome, False
 
+    def _commit(self, cache: VectorStore, answers: list[Answer]) -> None:
+        vectors = [(key, outcome) for key, outcome in answers if isinstance(outcome, array)]
+        task = asyncio.ensure_future(_committed(cache, vectors, answers))
+        task.add_done_callback(self.done.put_nowait)
+        self.commits.add(task)
+
     async def close(self) -> None:
-        for task in self.tasks:
+        pending = self.tasks | self.commits
+        for task in pending:
             task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _committed(
+    cache: VectorStore, vectors: list[tuple[bytes, array[float]]], answers: list[Answer]
+) -> list[Answer]:
+    """``answers``, once ``vectors`` are on disk: in a worker thread, since a commit (and now and then SQLite's WAL
+    checkpoint) blocks for milliseconds. Nothing answered is lost to a crash after its texts are reported."""
+    await asyncio.to_thread(cache.put_many, vectors)
+    return answers
 
 
 async def _stream(
@@ -279,7 +303,8 @@ async def _stream(
     exhausted = False
     try:
         while True:
-            while len(flow.tasks) < limit and (flow.packer.ready or not exhausted):
+            # Commits are one at a time (SQLite has one writer): new requests wait while a backlog of them forms.
+            while len(flow.tasks) < limit and len(flow.commits) <= limit and (flow.packer.ready or not exhausted):
                 if flow.packer.ready:
                     flow.send(flow.packer.ready.popleft())
                     continue
@@ -289,7 +314,7 @@ async def _stream(
                 if not chunk:
                     exhausted = True
                     flow.packer.flush()
-            if not flow.tasks:
+            if not flow.tasks and not flow.commits:
                 return
             for outcome in flow.answered(await flow.done.get()):
                 yield outcome
@@ -303,8 +328,7 @@ _NO_SPLIT = (AuthenticationError, ModelNotFoundError)
 
 
 async def _send(run: _Run, batch: Batch) -> list[Answer]:
-    """One request's texts: their vectors, stored in the cache before they are reported (so nothing answered is lost
-    to a crash); a failure becomes each text's error."""
+    """One request's texts: their vectors, or each text's error when the request failed."""
     try:
         reply = await _attempts(run, [text for _, text in batch])
     except LLMError as exc:
@@ -313,11 +337,7 @@ async def _send(run: _Run, batch: Batch) -> list[Answer]:
             return await _send(run, batch[:half]) + await _send(run, batch[half:])
         return [(key, exc) for key, _ in batch]
     run.totals.add(reply)
-    vectors = [(key, as_float32(vector)) for (key, _), vector in zip(batch, reply.vectors, strict=True)]
-    if run.cache is not None:
-        # In a worker thread: a commit, and now and then SQLite's WAL checkpoint, blocks for milliseconds.
-        await asyncio.to_thread(run.cache.put_many, vectors)
-    return list(vectors)
+    return [(key, as_float32(vector)) for (key, _), vector in zip(batch, reply.vectors, strict=True)]
 
 
 async def _attempts(run: _Run, texts: list[str]) -> _transport.EmbedReply:

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import math
 import sqlite3
+import threading
 from array import array
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from llmkit import (
     _transport,
 )
 from llmkit._transport import EmbedReply
+from llmkit._vector_cache import VectorStore
 from llmkit.testing import FakeProvider
 
 MODELS = {"openai": "openai/text-embedding-3-small", "gemini": "gemini/text-embedding-004"}
@@ -193,6 +195,32 @@ async def test_vectors_are_on_disk_before_they_are_reported(fake_provider: FakeP
     async for _ in emb.embed_as_completed((f"t{i}" for i in range(30)), options=options, max_in_flight=1):
         seen += 1
         assert len(stored_rows(tmp_path / "cache")) >= 10 * math.ceil(seen / 10)
+
+
+async def test_a_request_slot_frees_while_its_vectors_are_committed(fake_provider, tmp_path, monkeypatch) -> None:
+    """With one request in flight, the next is sent while the previous one's vectors are still being committed; the
+    texts are reported only once committed."""
+    release = threading.Event()
+    put_many = VectorStore.put_many
+
+    def slow_put_many(self: VectorStore, items: list[tuple[bytes, array[float]]]) -> None:
+        release.wait(timeout=10)
+        put_many(self, items)
+
+    monkeypatch.setattr(VectorStore, "put_many", slow_put_many)
+    emb = client(fake_provider, "openai", cache=tmp_path / "cache")
+    texts = [f"t{i}" for i in range(20)]
+    stream = emb.embed_as_completed(texts, options=EmbeddingOptions(batch_size=10), max_in_flight=1)
+    first = asyncio.ensure_future(stream.__anext__())
+    for _ in range(500):  # up to 5 s for the second request to reach the fake
+        if fake_provider.count == 2:
+            break
+        await asyncio.sleep(0.01)
+    sent_during_commit, reported_before_commit = fake_provider.count, first.done()
+    release.set()
+    seen = {(await first)[0]} | {index async for index, _ in stream}
+    assert sent_during_commit == 2 and not reported_before_commit
+    assert seen == set(range(20)) and len(stored_rows(tmp_path / "cache")) == 20
 
 
 async def test_clear_and_wipe_remove_the_vectors_too(fake_provider: FakeProvider, tmp_path) -> None:
