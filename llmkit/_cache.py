@@ -11,6 +11,7 @@ uncached. Only a database that cannot be opened at all is an error, naming its p
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ import diskcache
 from pydantic import ValidationError
 
 from ._result import Completion
+from ._vector_cache import VectorStore, remove_files
 from .errors import ConfigError
 
 __all__ = ["ResponseCache", "disk_tier"]
@@ -118,6 +120,11 @@ class ResponseCache:
             self._warned.add(topic)
         logger.warning(message, *args)
 
+    @functools.cached_property
+    def vectors(self) -> VectorStore:
+        """The embedding vectors of this directory (``_vector_cache``, same namespace and ttl), opened on first use."""
+        return VectorStore(self.path, ttl=self.ttl, namespace=self.namespace)
+
     def __contains__(self, fingerprint: str) -> bool:
         return self._key(fingerprint) in self._store
 
@@ -125,26 +132,35 @@ class ResponseCache:
         return len(self._store)
 
     def stats(self) -> dict[str, Any]:
-        """Entries and bytes on disk."""
-        return {"path": str(self.path), "entries": len(self._store), "bytes": self._store.volume()}
+        """Entries, embedding vectors and bytes on disk."""
+        return {
+            "path": str(self.path),
+            "entries": len(self._store),
+            "vectors": len(self.vectors),
+            "bytes": self._store.volume() + self.vectors.disk_bytes(),
+        }
 
     def clear(self, *, older_than_s: float | None = None) -> int:
-        """Remove all entries, or only those stored more than ``older_than_s`` seconds ago; returns how many."""
+        """Remove all entries and vectors, or only those stored more than ``older_than_s`` seconds ago; returns how
+        many."""
+        removed = self.vectors.clear(older_than_s=older_than_s)
         if older_than_s is None:
-            return self._store.clear()
+            return removed + self._store.clear()
         # diskcache records each row's store_time but offers no public query on it.
         cutoff = time.time() - older_than_s
         rows = self._store._sql("SELECT key FROM Cache WHERE store_time < ?", (cutoff,)).fetchall()
-        return sum(bool(self._store.delete(key)) for (key,) in rows)
+        return removed + sum(bool(self._store.delete(key)) for (key,) in rows)
 
     def close(self) -> None:
         self._store.close()
+        self.vectors.close()
 
     @staticmethod
     def wipe(path: str | os.PathLike[str]) -> None:
-        """Delete the cache database at ``path`` (a corrupt one too) and its value files, leaving an empty cache.
+        """Delete the cache database at ``path`` (a corrupt one too), its value files and the embedding vectors,
+        leaving an empty cache.
 
-        Only diskcache's own files are removed, so a cache directory shared with other files keeps them.
+        Only diskcache's and the vectors' own files are removed, so a directory shared with other files keeps them.
         """
         folder = Path(path).expanduser()
         for item in folder.iterdir() if folder.is_dir() else ():
@@ -152,6 +168,7 @@ class ResponseCache:
                 item.unlink()
             elif item.is_dir() and _DISKCACHE_DIRS.match(item.name):
                 shutil.rmtree(item)
+        remove_files(folder)
         _open(folder).close()
 
 

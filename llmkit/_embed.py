@@ -1,7 +1,8 @@
-"""Embeddings: texts packed into requests up to each provider's limits, cached per text, sent like completions.
+"""Embeddings: texts packed into requests up to each provider's limits (``_embed_pack``), cached per text
+(``_vector_cache``), sent like completions.
 
-Every text is looked up in the cache on its own (key: the text, the model and the options), so a corpus that is 90%
-cached sends only the rest, packed densely. Duplicates inside one call are sent once. Requests go through the
+Every text has its own cache entry (key: the text, the model and the options), so a corpus that is 90% cached sends
+only the rest, packed densely. Duplicates inside one call are sent once. Requests go through the
 client's limiter (tokens-per-minute counts the input tokens), router (cooldowns after a 429), retry policy and
 status, exactly as completions do. A failed request fails only its own texts; a request the provider refuses as bad
 is split in halves until the bad text is alone, so one oversized text cannot fail 2,047 others.
@@ -18,7 +19,7 @@ import itertools
 import json
 from array import array
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,9 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field
 from . import _transport
 from ._batch import _Progress
 from ._cache import disk_tier
+from ._embed_pack import Batch, Limits, Packer, limits_for, tokens
 from ._params import Model, _Params
 from ._result import Usage
-from ._vector_cache import VectorCache, as_float32
+from ._vector_cache import VectorStore, as_float32
 from .errors import AuthenticationError, BadRequestError, ConfigError, LLMError, ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -40,9 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["EmbeddingOptions", "EmbeddingResult", "aembed", "embed_as_completed"]
 
 _KEY_VERSION = "llmkit-embed-1"
-# Packing and tokens-per-minute estimate a text's tokens as chars / 3: above the ~4 chars per token of English, so a
-# packed request stays under a provider's token cap; a request refused anyway is split (see ``_send``).
-_CHARS_PER_TOKEN = 3
 # Requests in flight when neither max_in_flight nor limits.max_concurrency says: each carries up to a provider's
 # whole batch (2,048 texts for OpenAI), so this bounds memory at ~33,000 texts while keeping 16 requests busy.
 _DEFAULT_IN_FLIGHT = 16
@@ -50,35 +49,6 @@ _DEFAULT_IN_FLIGHT = 16
 _LOOKUP_CHUNK = 256
 # Without a cache, this many recent vectors are kept so a nearby repeat is not sent again (bounded memory).
 _RECENT = 4096
-
-
-@dataclass(frozen=True)
-class _Limits:
-    inputs: int
-    tokens: int | None
-
-
-# Per request, by LiteLLM provider prefix.
-_PROVIDER_LIMITS = {
-    # "any array must be 2048 dimensions or less ... the max value summed across all inputs in a single request is
-    # 300,000 tokens" (https://platform.openai.com/docs/api-reference/embeddings/create)
-    "openai": _Limits(2048, 300_000),
-    "azure": _Limits(2048, 300_000),
-    # "BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch" (400 INVALID_ARGUMENT; e.g.
-    # https://github.com/getzep/graphiti/issues/647); no total token cap, 2,048 tokens per text
-    # (https://ai.google.dev/gemini-api/docs/models#gemini-embedding)
-    "gemini": _Limits(100, None),
-    # "each request is limited to 250 input texts ... 20,000 tokens" (https://cloud.google.com/vertex-ai/
-    # generative-ai/docs/embeddings/get-text-embeddings)
-    "vertex_ai": _Limits(250, 20_000),
-    # "The maximum number of texts per call is 96" (https://docs.cohere.com/reference/embed)
-    "cohere": _Limits(96, None),
-    # "The list can't exceed 1,000 ... total number of tokens ... 120K for voyage-3" (https://docs.voyageai.com/
-    # docs/embeddings); 120K is the smallest of its models' caps
-    "voyage": _Limits(1000, 120_000),
-}
-# Other providers: a size every embedding API seen takes.
-_DEFAULT_LIMITS = _Limits(96, 100_000)
 
 
 class EmbeddingOptions(_Params):
@@ -173,6 +143,11 @@ class _Totals:
     cost_usd: float | None = 0.0
     requests: int = 0
 
+    def add(self, reply: _transport.EmbedReply) -> None:
+        self.usage += reply.input_tokens
+        if self.cost_usd is not None:
+            self.cost_usd = None if reply.cost_usd is None else self.cost_usd + reply.cost_usd
+
 
 @dataclass(frozen=True)
 class _Slots:
@@ -190,8 +165,8 @@ class _Run:
     client: LLMClient
     options: EmbeddingOptions
     candidates: list[int]
-    limits: _Limits
-    cache: VectorCache | None
+    limits: Limits
+    cache: VectorStore | None
     salt: bytes
     totals: _Totals = field(default_factory=_Totals)
     checked: bool = False
@@ -200,8 +175,8 @@ class _Run:
     def model(self) -> Model:
         return self.client._deployments[self.candidates[0]]
 
-    def key(self, text: str) -> str:
-        return hashlib.sha256(self.salt + text.encode("utf-8", "surrogatepass")).hexdigest()
+    def key(self, text: str) -> bytes:
+        return hashlib.sha256(self.salt + text.encode("utf-8", "surrogatepass")).digest()
 
 
 def _resolve(client: LLMClient, options: EmbeddingOptions | None, model: str | None) -> _Run:
@@ -213,23 +188,12 @@ def _resolve(client: LLMClient, options: EmbeddingOptions | None, model: str | N
             f"model={name!r} is not in this client's pool ({', '.join(m.name for m in client.models)}); "
             "pass one of those names, or add it to the client's models"
         )
-    first = client._deployments[candidates[0]]
-    provider = _PROVIDER_LIMITS.get(first.provider, _DEFAULT_LIMITS)
-    caps = [provider.tokens] + [
-        limits.tokens_per_minute and int(limits.tokens_per_minute)
-        for limits in (client.limits, *(client._deployments[i].limits for i in candidates))
-        if limits is not None
-    ]
-    tokens = min((c for c in caps if c), default=None)
-    inputs = min(provider.inputs, options.batch_size or provider.inputs)
+    rate_limits = [client.limits, *(client._deployments[i].limits for i in candidates)]
+    tokens_per_minute = [limits.tokens_per_minute for limits in rate_limits if limits is not None]
+    limits = limits_for(client._deployments[candidates[0]].provider, options.batch_size, tokens_per_minute)
     salt = json.dumps([_KEY_VERSION, name, options.key_part()]).encode() + b"\x00"
     disk = disk_tier(client.cache)
-    cache = VectorCache(disk) if disk is not None else None
-    return _Run(client, options, candidates, _Limits(inputs, tokens), cache, salt)
-
-
-def _tokens(text: str) -> int:
-    return len(text) // _CHARS_PER_TOKEN + 1
+    return _Run(client, options, candidates, limits, disk.vectors if disk is not None else None, salt)
 
 
 def _bad_input(run: _Run, text: object) -> ConfigError | None:
@@ -241,88 +205,121 @@ def _bad_input(run: _Run, text: object) -> ConfigError | None:
     return ConfigError(problem) if problem else None
 
 
-Outcome = tuple[int, "array[float] | LLMError", bool]
+Outcome = tuple[int, "array[float] | LLMError", bool]  # (input index, vector or error, answered without a request)
+Answer = tuple[bytes, "array[float] | LLMError"]  # one key's vector or error from a request
+
+
+class _Flow:
+    """One ``_stream``'s state: the indexes waiting for each key, the packer, the requests in flight and the commits
+    of their vectors (a request's slot frees when its reply arrives; its texts are reported once committed)."""
+
+    def __init__(self, run: _Run, remember: int | None) -> None:
+        self.run = run
+        self.packer = Packer(run.limits)
+        self.tasks: set[asyncio.Task[list[Answer]]] = set()
+        self.commits: set[asyncio.Task[list[Answer]]] = set()
+        self.done: asyncio.Queue[asyncio.Task[list[Answer]]] = asyncio.Queue()
+        self._waiting: dict[bytes, list[int]] = {}
+        self._recent: OrderedDict[bytes, array[float]] = OrderedDict()
+        self._remember = remember
+
+    def take(self, chunk: list[tuple[int, str]]) -> Iterator[Outcome]:
+        """Answer what needs no request (a bad input, a cache hit, a repeat of a text already waiting); pack the rest.
+
+        Without a cache, the last ``remember`` vectors (None: all) answer repeats of texts already sent."""
+        keyed: list[tuple[int, str, bytes]] = []
+        for index, text in chunk:
+            if (bad := _bad_input(self.run, text)) is not None:
+                yield index, bad, False
+            else:
+                keyed.append((index, text, self.run.key(text)))
+        # One query for the chunk: a lookup per text cost ~40 µs, the budget of a 20,000 texts/s rerun.
+        hits = self.run.cache.get_many([key for _, _, key in keyed]) if self.run.cache is not None else self._recent
+        for index, text, key in keyed:
+            if key in self._waiting:
+                self._waiting[key].append(index)
+            elif (hit := hits.get(key)) is not None:
+                yield index, hit, True
+            else:
+                self._waiting[key] = [index]
+                self.packer.add(key, text)
+
+    def send(self, batch: Batch) -> None:
+        if not self.run.checked:  # before the first request: a cached rerun never imports litellm
+            _transport.check_embed(self.run.model, self.run.options.checked_params())
+            self.run.checked = True
+        task = asyncio.ensure_future(_send(self.run, batch))
+        task.add_done_callback(self.done.put_nowait)
+        self.tasks.add(task)
+
+    def answered(self, task: asyncio.Task[list[Answer]]) -> Iterator[Outcome]:
+        """A finished request's outcomes once its vectors are committed (now, without a cache), or a commit's."""
+        if task in self.tasks:
+            self.tasks.discard(task)
+            if self.run.cache is not None:
+                self._commit(self.run.cache, task.result())
+                return
+        self.commits.discard(task)
+        for key, outcome in task.result():
+            if self.run.cache is None and isinstance(outcome, array):
+                self._recent[key] = outcome
+                if self._remember is not None and len(self._recent) > self._remember:
+                    self._recent.popitem(last=False)
+            for index in self._waiting.pop(key):
+                yield index, outcome, False
+
+    def _commit(self, cache: VectorStore, answers: list[Answer]) -> None:
+        vectors = [(key, outcome) for key, outcome in answers if isinstance(outcome, array)]
+        task = asyncio.ensure_future(_committed(cache, vectors, answers))
+        task.add_done_callback(self.done.put_nowait)
+        self.commits.add(task)
+
+    async def close(self) -> None:
+        pending = self.tasks | self.commits
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _committed(
+    cache: VectorStore, vectors: list[tuple[bytes, array[float]]], answers: list[Answer]
+) -> list[Answer]:
+    """``answers``, once ``vectors`` are on disk: in a worker thread, since a commit (and now and then SQLite's WAL
+    checkpoint) blocks for milliseconds. Nothing answered is lost to a crash after its texts are reported."""
+    await asyncio.to_thread(cache.put_many, vectors)
+    return answers
 
 
 async def _stream(
     run: _Run, texts: Iterable[str], max_in_flight: int | None, remember: int | None = _RECENT
 ) -> AsyncGenerator[Outcome, None]:
-    """``(index, vector or error, from cache)`` as answers arrive; the iterable is pulled only as requests finish.
-
-    Without a cache, the last ``remember`` vectors (None: all) answer repeats of texts already sent.
-    """
+    """``(index, vector or error, answered without a request)`` as answers arrive, at most ``max_in_flight``
+    requests at once; the iterable is pulled only when a request can start."""
     concurrency = run.client.limits.max_concurrency if run.client.limits else None
     limit = max_in_flight or concurrency or _DEFAULT_IN_FLIGHT
     source = enumerate(texts)
-    waiting: dict[str, list[int]] = {}
-    recent: OrderedDict[str, array[float]] = OrderedDict()
-    batch: list[tuple[str, str]] = []
-    batch_tokens = 0
-    tasks: set[asyncio.Task[list[tuple[str, array[float] | LLMError]]]] = set()
-    done: asyncio.Queue[asyncio.Task[list[tuple[str, array[float] | LLMError]]]] = asyncio.Queue()
+    flow = _Flow(run, remember)
     exhausted = False
-
-    def dispatch() -> None:
-        nonlocal batch, batch_tokens
-        if not run.checked:  # before the first request: a cached rerun never imports litellm
-            _transport.check_embed(run.model, run.options.checked_params())
-            run.checked = True
-        task = asyncio.ensure_future(_send(run, batch))
-        task.add_done_callback(done.put_nowait)
-        tasks.add(task)
-        batch, batch_tokens = [], 0
-
     try:
         while True:
-            while not exhausted and len(tasks) < limit:
+            # Commits are one at a time (SQLite has one writer): new requests wait while a backlog of them forms.
+            while len(flow.tasks) < limit and len(flow.commits) <= limit and (flow.packer.ready or not exhausted):
+                if flow.packer.ready:
+                    flow.send(flow.packer.ready.popleft())
+                    continue
                 chunk = list(itertools.islice(source, _LOOKUP_CHUNK))
+                for outcome in flow.take(chunk):
+                    yield outcome
                 if not chunk:
                     exhausted = True
-                    if batch:
-                        dispatch()
-                    break
-                keyed: list[tuple[int, str, str]] = []
-                for index, text in chunk:
-                    if (bad := _bad_input(run, text)) is not None:
-                        yield index, bad, False
-                    else:
-                        keyed.append((index, text, run.key(text)))
-                # One query for the chunk: a lookup per text cost ~40 µs, the budget of a 20,000 texts/s rerun.
-                hits = run.cache.get_many([key for _, _, key in keyed]) if run.cache is not None else recent
-                for index, text, key in keyed:
-                    if key in waiting:
-                        waiting[key].append(index)
-                        continue
-                    hit = hits.get(key)
-                    if hit is not None:
-                        yield index, hit, True
-                        continue
-                    waiting[key] = [index]
-                    cost = _tokens(text)
-                    if batch and (len(batch) >= run.limits.inputs or _over(run, batch_tokens + cost)):
-                        dispatch()
-                    batch.append((key, text))
-                    batch_tokens += cost
-            if not tasks:
+                    flow.packer.flush()
+            if not flow.tasks and not flow.commits:
                 return
-            task = await done.get()
-            tasks.discard(task)
-            for key, outcome in task.result():
-                if run.cache is None and isinstance(outcome, array):
-                    recent[key] = outcome
-                    if remember is not None and len(recent) > remember:
-                        recent.popitem(last=False)
-                for index in waiting.pop(key):
-                    yield index, outcome, False
+            for outcome in flow.answered(await flow.done.get()):
+                yield outcome
     finally:
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _over(run: _Run, tokens: int) -> bool:
-    return run.limits.tokens is not None and tokens > run.limits.tokens
+        await flow.close()
 
 
 # A request refused with one of these is split to find the text at fault; others fail every text of the request.
@@ -330,24 +327,17 @@ _SPLIT_ON = BadRequestError
 _NO_SPLIT = (AuthenticationError, ModelNotFoundError)
 
 
-async def _send(run: _Run, batch: list[tuple[str, str]]) -> list[tuple[str, array[float] | LLMError]]:
-    """One request's texts: vectors stored in the cache as they arrive; a failure becomes each text's error."""
-    texts = [text for _, text in batch]
+async def _send(run: _Run, batch: Batch) -> list[Answer]:
+    """One request's texts: their vectors, or each text's error when the request failed."""
     try:
-        reply = await _attempts(run, texts)
+        reply = await _attempts(run, [text for _, text in batch])
     except LLMError as exc:
         if len(batch) > 1 and isinstance(exc, _SPLIT_ON) and not isinstance(exc, _NO_SPLIT):
             half = len(batch) // 2
             return await _send(run, batch[:half]) + await _send(run, batch[half:])
         return [(key, exc) for key, _ in batch]
-    run.totals.usage += reply.input_tokens
-    if run.totals.cost_usd is not None:
-        run.totals.cost_usd = None if reply.cost_usd is None else run.totals.cost_usd + reply.cost_usd
-    out = [(key, as_float32(vector)) for (key, _), vector in zip(batch, reply.vectors, strict=True)]
-    if run.cache is not None:
-        # SQLite's commit blocks ~100 µs per vector: in a thread it overlaps the other requests' network waits.
-        await asyncio.to_thread(run.cache.put_many, out)
-    return cast("list[tuple[str, array[float] | LLMError]]", out)
+    run.totals.add(reply)
+    return [(key, as_float32(vector)) for (key, _), vector in zip(batch, reply.vectors, strict=True)]
 
 
 async def _attempts(run: _Run, texts: list[str]) -> _transport.EmbedReply:
@@ -355,7 +345,7 @@ async def _attempts(run: _Run, texts: list[str]) -> _transport.EmbedReply:
     from ._client import _Tries
 
     tries = _Tries()
-    slots = _Slots(dict.fromkeys(run.candidates), sum(map(_tokens, texts)))
+    slots = _Slots(dict.fromkeys(run.candidates), sum(map(tokens, texts)))
     return await run.client._retried(tries, lambda: _attempt(run, texts, slots, tries))
 
 

@@ -595,12 +595,37 @@ class EmbedReply:
     cost_usd: float | None
 
 
-# On the openai route litellm.aembedding builds an OpenAI SDK client with ``max_retries or DEFAULT_MAX_RETRIES``
-# (llms/openai/openai.py ``OpenAIChatCompletion.embedding``, litellm 1.109.3), so max_retries=0 still retries a
-# 5xx twice, and it sets that on a client it is given. llmkit gives its own client, whose max_retries stays 0.
-# (together_ai, nvidia_nim and litellm_proxy share that code but have their own base URLs and keys: not covered.)
-_OPENAI_SDK_EMBED_ROUTE = "openai"
-_OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
+@dataclass(frozen=True)
+class _SdkRoute:
+    """Where ``litellm.embedding()`` finds an OpenAI-SDK route's base and key when ``get_llm_provider`` has none."""
+
+    base_variables: tuple[str, ...] = ()
+    key_variables: tuple[str, ...] = ()
+    default_base: str | None = None
+    default_key: str | None = None
+
+
+# These routes of litellm.aembedding go through the OpenAI SDK (``OpenAIChatCompletion.embedding``), which asks it for
+# ``max_retries or DEFAULT_MAX_RETRIES`` retries, so max_retries=0 still retries a 5xx twice, and sets that on a
+# client it is given (main.py ``embedding()``, llms/openai/openai.py, litellm 1.109.3: the fake counted 2 requests for
+# one 500 on each). llmkit gives its own client, whose max_retries stays 0, for the base and key LiteLLM would use.
+# The other routes (azure, gemini, vertex_ai, cohere, voyage, bedrock, hosted_vllm, jina_ai, ...) send one request.
+_OPENAI_BRANCH = _SdkRoute(("OPENAI_BASE_URL", "OPENAI_API_BASE"), ("OPENAI_API_KEY",), "https://api.openai.com/v1")
+_SDK_EMBED_ROUTES = {
+    "openai": _OPENAI_BRANCH,
+    "together_ai": _OPENAI_BRANCH,
+    "nvidia_nim": _OPENAI_BRANCH,
+    "litellm_proxy": _OPENAI_BRANCH,
+    "mistral": _SdkRoute(key_variables=("MISTRAL_API_KEY",)),
+    "fireworks_ai": _SdkRoute(key_variables=("FIREWORKS_AI_API_KEY",)),
+    "nebius": _SdkRoute(("NEBIUS_API_BASE",), ("NEBIUS_API_KEY",)),
+    "wandb": _SdkRoute(("WANDB_API_BASE",), ("WANDB_API_KEY",)),
+    "xinference": _SdkRoute(
+        ("XINFERENCE_API_BASE",), ("XINFERENCE_API_KEY",), "http://127.0.0.1:9997/v1", "stub-xinference-key"
+    ),
+    # Without a key LiteLLM fetches an Entra ID token for azure_ai: that case keeps LiteLLM's client (and its retries).
+    "azure_ai": _SdkRoute(("AZURE_AI_API_BASE",), ("AZURE_AI_API_KEY",)),
+}
 # LiteLLM's gemini route reads an input starting with these as a file reference or media, not text, and resolves
 # "files/..." with a GET to generativelanguage.googleapis.com whatever the api_base (gemini_embeddings/
 # batch_embed_content_transformation.py ``_is_multimodal_element``, litellm 1.109.3).
@@ -661,8 +686,8 @@ async def aembed(model: Model, texts: list[str], params: dict[str, Any], timeout
         kwargs["timeout"] = timeout_s
     kwargs.update(model.provider_options)
     try:
-        if model.provider == _OPENAI_SDK_EMBED_ROUTE and "client" not in kwargs:
-            kwargs["client"] = _openai_client(kwargs.get("api_base"), kwargs.get("api_key"), model)
+        if model.provider in _SDK_EMBED_ROUTES and "client" not in kwargs:
+            kwargs["client"] = _sdk_client(kwargs.get("api_base"), kwargs.get("api_key"), model)
         response = await litellm.aembedding(**kwargs)
     except Exception as exc:
         raise map_exception(exc, model) from exc
@@ -685,27 +710,38 @@ async def aembed(model: Model, texts: list[str], params: dict[str, Any], timeout
     return EmbedReply(vectors, tokens, _cost(response))
 
 
-def _openai_client(api_base: str | None, api_key: str | None, model: Model) -> Any:
-    """An AsyncOpenAI client with ``max_retries=0`` for this loop, base and key (one per loop: its pool is bound)."""
+def _sdk_client(api_base: str | None, api_key: str | None, model: Model) -> Any:
+    """An AsyncOpenAI client with ``max_retries=0`` for this loop, base and key (one per loop: its pool is bound);
+    None where LiteLLM must build its own (azure_ai with an Entra ID token)."""
     import asyncio
 
-    key = api_key or os.environ.get("OPENAI_API_KEY")
+    route = _SDK_EMBED_ROUTES[model.provider]
+    _, _, found_key, found_base = _litellm().get_llm_provider(model.name, api_base=api_base, api_key=api_key)
+    key = found_key or api_key or _first_variable(route.key_variables) or route.default_key
+    base = found_base or _first_variable(route.base_variables) or route.default_base
+    if model.provider == "azure_ai":
+        if not key:
+            return None
+        from litellm.llms.azure_ai.embed.handler import _foundry_models_route_base
+
+        base = _foundry_models_route_base(base)
     if not key:
+        variable = route.key_variables[0] if route.key_variables else "the provider's key variable"
         raise AuthenticationError(
-            f"{model.name}: no API key; set OPENAI_API_KEY or Model(..., api_key=...)",
+            f"{model.name}: no API key; set {variable} or Model(..., api_key=...)",
             model=model.name,
             provider=model.provider,
         )
-    # The base LiteLLM would pick on this route (main.py embedding(): api_base, then these variables, then OpenAI's).
-    env_base = os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_BASE")
-    api_base = api_base or env_base or _OPENAI_DEFAULT_BASE
-    loop = asyncio.get_running_loop()
-    clients = _EMBED_CLIENTS.setdefault(loop, {})
-    slot = (api_base, hash(key))
+    clients = _EMBED_CLIENTS.setdefault(asyncio.get_running_loop(), {})
+    slot = (base, hash(key))
     client = clients.get(slot)
     if client is None:
-        client = clients[slot] = _no_retry_openai()(api_key=key, base_url=api_base, max_retries=0)
+        client = clients[slot] = _no_retry_openai()(api_key=key, base_url=base, max_retries=0)
     return client
+
+
+def _first_variable(names: tuple[str, ...]) -> str | None:
+    return next((value for name in names if (value := os.environ.get(name))), None)
 
 
 @functools.cache

@@ -5,8 +5,15 @@ What crossed the wire is read from the fake's request log: how many requests, ho
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import logging
 import math
+import sqlite3
+import threading
 from array import array
+from pathlib import Path
 from typing import Any
 
 import litellm
@@ -20,9 +27,13 @@ from llmkit import (
     ProviderError,
     RateLimitError,
     RateLimits,
+    ResponseCache,
     RetryPolicy,
     UnsupportedFeatureError,
+    _transport,
 )
+from llmkit._transport import EmbedReply
+from llmkit._vector_cache import VectorStore
 from llmkit.testing import FakeProvider
 
 MODELS = {"openai": "openai/text-embedding-3-small", "gemini": "gemini/text-embedding-004"}
@@ -117,18 +128,28 @@ async def test_the_cache_key_is_text_model_and_options(fake_provider: FakeProvid
     assert fake_provider.count == 4
 
 
+def stored_rows(cache_dir: Path) -> list[tuple[bytes, bytes]]:
+    """(key, value) of every vector on disk, read with a connection of the test's own."""
+    with contextlib.closing(sqlite3.connect(cache_dir / "vectors.db")) as con:
+        return con.execute("SELECT key, value FROM vectors").fetchall()
+
+
+def write_rows(cache_dir: Path, statement: str, *args: Any) -> None:
+    with contextlib.closing(sqlite3.connect(cache_dir / "vectors.db")) as con, con:
+        con.execute(statement, args)
+
+
 async def test_vectors_are_stored_as_float32_bytes(fake_provider: FakeProvider, tmp_path) -> None:
     emb = client(fake_provider, "openai", cache=tmp_path / "cache")
     result = await emb.aembed(["a long document"], options=EmbeddingOptions(dimensions=1536))
-    store = emb.cache._store  # type: ignore[union-attr]
-    (key,) = list(store.iterkeys())
-    assert key.startswith("emb:") and store.get(key) == array("f", result.vectors[0]).tobytes()
-    assert len(store.get(key)) == 1536 * 4
+    ((key, value),) = stored_rows(tmp_path / "cache")
+    assert len(key) == 32 and value == array("f", result.vectors[0]).tobytes() and len(value) == 1536 * 4
+    assert len(emb.cache) == 0  # type: ignore[arg-type]  # nothing in the completions' diskcache
 
 
-async def test_a_vector_over_32kb_is_stored_in_a_file_and_still_a_hit(fake_provider: FakeProvider, tmp_path) -> None:
+async def test_a_large_vector_is_stored_and_still_a_hit(fake_provider: FakeProvider, tmp_path) -> None:
     emb = client(fake_provider, "openai", cache=tmp_path / "cache")
-    options = EmbeddingOptions(dimensions=9000)  # 36,000 bytes: diskcache keeps values over 32 KB in files
+    options = EmbeddingOptions(dimensions=9000)  # 36,000 bytes: more than a SQLite page
     first = await emb.aembed(["big", "vectors"], options=options)
     again = await emb.aembed(["big", "vectors"], options=options)
     assert again.cache_hits == 2 and fake_provider.count == 1 and again.vectors == first.vectors
@@ -137,11 +158,88 @@ async def test_a_vector_over_32kb_is_stored_in_a_file_and_still_a_hit(fake_provi
 async def test_a_bad_cache_entry_is_a_miss(fake_provider: FakeProvider, tmp_path) -> None:
     emb = client(fake_provider, "openai", cache=tmp_path / "cache")
     first = await emb.aembed(["text"])
-    store = emb.cache._store  # type: ignore[union-attr]
-    (key,) = list(store.iterkeys())
-    store.set(key, b"\x00\x01\x02")  # not whole float32s
+    write_rows(tmp_path / "cache", "UPDATE vectors SET value = ?", b"\x00\x01\x02")  # not whole float32s
     again = await emb.aembed(["text"])
     assert fake_provider.count == 2 and again.cache_hits == 0 and again.vectors == first.vectors
+    assert (await emb.aembed(["text"])).cache_hits == 1  # the fresh answer replaced it
+
+
+async def test_an_expired_vector_is_a_miss(fake_provider: FakeProvider, tmp_path) -> None:
+    emb = client(fake_provider, "openai", cache=ResponseCache(tmp_path / "cache", ttl=3600))
+    await emb.aembed(["text", "other"])
+    assert (await emb.aembed(["text", "other"])).cache_hits == 2
+    write_rows(tmp_path / "cache", "UPDATE vectors SET expires = expires - 7200 WHERE rowid = 1")
+    again = await emb.aembed(["text", "other"])
+    assert again.cache_hits == 1 and fake_provider.count == 2 and len(stored_rows(tmp_path / "cache")) == 2
+
+
+async def test_a_corrupt_vector_database_is_a_miss_and_warns_once(fake_provider, tmp_path, caplog) -> None:
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "vectors.db").write_bytes(b"not a database" * 500)
+    emb = client(fake_provider, "openai", cache=tmp_path / "cache")
+    with caplog.at_level(logging.WARNING, logger="llmkit"):
+        first = await emb.aembed([f"t{i}" for i in range(30)], options=EmbeddingOptions(batch_size=10))
+        again = await emb.aembed([f"t{i}" for i in range(30)], options=EmbeddingOptions(batch_size=10))
+    assert first.ok and again.ok and again.cache_hits == 0 and fake_provider.count == 6
+    assert len([r for r in caplog.records if "could not store embeddings" in r.getMessage()]) == 1
+    emb.cache.clear()  # type: ignore[union-attr]  # a database that cannot be read is deleted, so it works again
+    await emb.aembed(["t1"])
+    assert (await emb.aembed(["t1"])).cache_hits == 1
+
+
+async def test_vectors_are_on_disk_before_they_are_reported(fake_provider: FakeProvider, tmp_path) -> None:
+    """Nothing answered is lost: a request's vectors are committed before its texts are yielded."""
+    emb = client(fake_provider, "openai", cache=tmp_path / "cache")
+    options = EmbeddingOptions(batch_size=10)
+    seen = 0
+    async for _ in emb.embed_as_completed((f"t{i}" for i in range(30)), options=options, max_in_flight=1):
+        seen += 1
+        assert len(stored_rows(tmp_path / "cache")) >= 10 * math.ceil(seen / 10)
+
+
+async def test_a_request_slot_frees_while_its_vectors_are_committed(fake_provider, tmp_path, monkeypatch) -> None:
+    """With one request in flight, the next is sent while the previous one's vectors are still being committed; the
+    texts are reported only once committed."""
+    release = threading.Event()
+    put_many = VectorStore.put_many
+
+    def slow_put_many(self: VectorStore, items: list[tuple[bytes, array[float]]]) -> None:
+        release.wait(timeout=10)
+        put_many(self, items)
+
+    monkeypatch.setattr(VectorStore, "put_many", slow_put_many)
+    emb = client(fake_provider, "openai", cache=tmp_path / "cache")
+    texts = [f"t{i}" for i in range(20)]
+    stream = emb.embed_as_completed(texts, options=EmbeddingOptions(batch_size=10), max_in_flight=1)
+    first = asyncio.ensure_future(stream.__anext__())
+    for _ in range(500):  # up to 5 s for the second request to reach the fake
+        if fake_provider.count == 2:
+            break
+        await asyncio.sleep(0.01)
+    sent_during_commit, reported_before_commit = fake_provider.count, first.done()
+    release.set()
+    seen = {(await first)[0]} | {index async for index, _ in stream}
+    assert sent_during_commit == 2 and not reported_before_commit
+    assert seen == set(range(20)) and len(stored_rows(tmp_path / "cache")) == 20
+
+
+async def test_clear_and_wipe_remove_the_vectors_too(fake_provider: FakeProvider, tmp_path) -> None:
+    cache = ResponseCache(tmp_path / "cache")
+    emb = client(fake_provider, "openai", cache=cache)
+    await emb.aembed(["a", "b"])
+    assert cache.stats()["vectors"] == 2 and cache.clear() == 2
+    assert (await emb.aembed(["a", "b"])).cache_hits == 0
+    assert cache.clear(older_than_s=3600) == 0 and cache.stats()["vectors"] == 2
+    cache.close()
+    ResponseCache.wipe(tmp_path / "cache")
+    assert not (tmp_path / "cache" / "vectors.db").exists()
+
+
+async def test_namespaces_keep_vectors_apart(fake_provider: FakeProvider, tmp_path) -> None:
+    a = client(fake_provider, "openai", cache=ResponseCache(tmp_path / "cache", namespace="a"))
+    b = client(fake_provider, "openai", cache=ResponseCache(tmp_path / "cache", namespace="b"))
+    await a.aembed(["same"])
+    assert (await b.aembed(["same"])).cache_hits == 0 and (await a.aembed(["same"])).cache_hits == 1
 
 
 async def test_duplicates_in_one_call_are_sent_once_even_without_cache(fake_provider: FakeProvider) -> None:
@@ -151,14 +249,33 @@ async def test_duplicates_in_one_call_are_sent_once_even_without_cache(fake_prov
     assert result.vectors == [result.vectors[0], result.vectors[1]] * 300
 
 
-@pytest.mark.parametrize("wire", ["openai", "gemini"])
-async def test_hidden_sdk_retries_are_off(fake_provider: FakeProvider, wire: str) -> None:
-    """One 500 with llmkit's retries off is exactly one request at the server (LiteLLM's OpenAI route would send 3)."""
+# LiteLLM routes that speak the OpenAI wire (pointed at the fake's /v1) or Gemini's. The first ten go through the OpenAI
+# SDK, which retried a 500 twice behind llmkit before it gave them its own client; the rest never retried.
+OPENAI_SDK_ROUTES = [
+    "openai/text-embedding-3-small",
+    "together_ai/m",
+    "nvidia_nim/m",
+    "litellm_proxy/m",
+    "mistral/mistral-embed",
+    "fireworks_ai/nomic-ai/nomic-embed-text-v1.5",
+    "nebius/m",
+    "wandb/m",
+    "xinference/m",
+    "azure_ai/m",
+]
+OTHER_ROUTES = ["gemini/text-embedding-004", "hosted_vllm/m", "voyage/voyage-3", "jina_ai/m", "openrouter/m"]
+
+
+@pytest.mark.parametrize("name", OPENAI_SDK_ROUTES + OTHER_ROUTES)
+async def test_hidden_sdk_retries_are_off(fake_provider: FakeProvider, name: str) -> None:
+    """One 500 with llmkit's retries off is exactly one request at the server, on every route the fake can answer."""
     fake_provider.fail_next(1, status=500)
-    result = await client(fake_provider, wire).aembed(["a", "b"])
+    base = fake_provider.api_base("gemini" if name.startswith("gemini") else "openai")
+    result = await LLMClient(Model(name, api_base=base, api_key=KEY), retry=NO_RETRY).aembed(["a", "b"])
     assert fake_provider.count == 1
     assert set(result.errors) == {0, 1} and isinstance(result.errors[0], ProviderError)
     assert result.errors[0].status == 500 and result.vectors == [None, None]
+    assert (await LLMClient(Model(name, api_base=base, api_key=KEY)).aembed(["a", "b"])).ok
 
 
 @pytest.mark.parametrize("wire", ["openai", "gemini"])
@@ -272,6 +389,26 @@ async def test_embed_as_completed_yields_every_index_once(fake_provider: FakePro
     assert "t3" not in sent_texts(fake_provider)
 
 
+async def test_max_in_flight_holds_with_small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lookup of 256 texts fills 256 one-text requests; only ``max_in_flight`` of them may be out at once."""
+    in_flight, peak = 0, 0
+
+    async def counting(model: Model, texts: list[str], params: dict[str, Any], timeout_s: float | None) -> EmbedReply:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        for _ in range(3):  # let every other started request reach this point
+            await asyncio.sleep(0)
+        in_flight -= 1
+        return EmbedReply([[0.5] * 4 for _ in texts], len(texts), None)
+
+    monkeypatch.setattr(_transport, "aembed", counting)
+    monkeypatch.setattr(_transport, "check_embed", lambda model, params: None)
+    emb = LLMClient(Model(MODELS["openai"], api_key=KEY))
+    result = await emb.aembed([f"t{i}" for i in range(300)], options=EmbeddingOptions(batch_size=1), max_in_flight=4)
+    assert result.ok and result.requests == 300 and peak == 4
+
+
 def test_sync_twin_and_numpy(fake_provider: FakeProvider) -> None:
     emb = client(fake_provider, "openai")
     result = emb.embed(["a", "b"], options=EmbeddingOptions(dimensions=4))
@@ -349,3 +486,15 @@ async def test_the_openai_route_takes_its_base_and_key_from_the_environment(fake
     monkeypatch.delenv("OPENAI_API_KEY")
     missing = await LLMClient(Model(MODELS["openai"])).aembed(["b"])
     assert "OPENAI_API_KEY" in str(missing.errors[0]) and fake_provider.count == 2
+
+
+async def test_another_sdk_route_takes_its_key_from_its_own_variable(fake_provider, monkeypatch) -> None:
+    base = fake_provider.api_base("openai")
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    fake_provider.fail_next(1, status=500)
+    result = await LLMClient(Model("mistral/mistral-embed", api_base=base), retry=NO_RETRY).aembed(["a"])
+    assert fake_provider.count == 1 and isinstance(result.errors[0], ProviderError)
+    assert fake_provider.requests[0].api_key_hash == hashlib.sha256(KEY.encode()).hexdigest()[:16]
+    monkeypatch.delenv("MISTRAL_API_KEY")
+    missing = await LLMClient(Model("mistral/mistral-embed", api_base=base)).aembed(["b"])
+    assert "MISTRAL_API_KEY" in str(missing.errors[0]) and fake_provider.count == 1

@@ -1,12 +1,14 @@
-"""Bytes on disk per cached 1,536-dim vector: float32 bytes (llmkit's vector cache) vs a JSON list of floats.
+"""Bytes on disk per cached 1,536-dim vector: float32 bytes (llmkit's vector store) vs a JSON list of floats.
 
-    python tests/benchmarks/embed_cache_bytes.py
+    PYTHONPATH=. python tests/benchmarks/embed_cache_bytes.py
 
-Writes 5,000 vectors to a fresh cache directory each way, checkpoints SQLite's WAL, and counts every file.
+Writes 5,000 vectors to a fresh cache directory each way (llmkit's ``vectors.db``, one request of 500 at a time; a
+JSON list per diskcache entry as completions are stored), checkpoints SQLite's WAL, and counts every file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -16,7 +18,6 @@ from array import array
 from pathlib import Path
 
 from llmkit import ResponseCache
-from llmkit._vector_cache import VectorCache
 
 N, DIMS = 5000, 1536
 
@@ -33,9 +34,10 @@ def main() -> None:
         for label in ("float32 bytes", "JSON list"):
             cache = ResponseCache(root / label.replace(" ", "-"))
             if label == "float32 bytes":
-                store = VectorCache(cache)
                 for start in range(0, N, 500):
-                    store.put_many([(f"{i:064x}", vectors[i % 50]) for i in range(start, start + 500)])
+                    keys = [hashlib.sha256(str(i).encode()).digest() for i in range(start, start + 500)]
+                    cache.vectors.put_many([(key, vectors[i % 50]) for i, key in enumerate(keys)])
+                cache.vectors.close()  # the last connection to close checkpoints the WAL into the database
             else:
                 with cache._store.transact():
                     for i in range(N):

@@ -1,14 +1,16 @@
-"""RSS while N texts go through ``embed_as_completed`` (an instant in-process transport, no cache).
+"""RSS while N texts go through ``embed_as_completed`` (an instant in-process transport; no cache unless --cache).
 
-    python tests/benchmarks/embed_memory.py 1000000
+    PYTHONPATH=. python tests/benchmarks/embed_memory.py 1000000
+    PYTHONPATH=. python tests/benchmarks/embed_memory.py 1000000 --cache   # every vector written to vectors.db too
 
 Prints RSS every 100,000 texts: flat means the generator is pulled only as requests finish (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
+import tempfile
 import time
 from typing import Any
 
@@ -23,9 +25,9 @@ async def instant(model: Model, texts: list[str], params: dict[str, Any], timeou
     return EmbedReply([[0.25] * 256 for _ in texts], len(texts), None)
 
 
-async def main(n: int) -> None:
+async def main(n: int, cache: str | None) -> None:
     process = psutil.Process()
-    client = LLMClient(Model("openai/text-embedding-3-small", api_key="k"))
+    client = LLMClient(Model("openai/text-embedding-3-small", api_key="k"), cache=cache)
     start, seen = time.perf_counter(), 0
     async for _ in client.embed_as_completed(f"text number {i}" for i in range(n)):
         seen += 1
@@ -37,4 +39,9 @@ async def main(n: int) -> None:
 if __name__ == "__main__":
     _transport.aembed = instant  # type: ignore[assignment]
     _transport.check_embed = lambda model, params: None
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("n", type=int, nargs="?", default=1_000_000)
+    parser.add_argument("--cache", action="store_true", help="a cache in a fresh temporary directory")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="embed-memory-") as folder:
+        asyncio.run(main(args.n, folder if args.cache else None))

@@ -154,3 +154,17 @@ async def test_two_namespaces_on_one_redis_share_nothing(fake_provider: FakeProv
         await LLMClient(_model(fake_provider), cache=a.cache()).acomplete("same prompt")
         answer = await LLMClient(_model(fake_provider), cache=b.cache()).acomplete("same prompt")
         assert not answer.cache_hit and fake_provider.count == 2
+
+
+async def test_embeddings_use_the_local_tier_of_a_shared_cache(fake_provider: FakeProvider, redis_url: str, tmp_path):
+    """Vectors live in the local tier's vectors.db (not on Redis); with Redis alone, embeddings run uncached."""
+    model = Model("openai/text-embedding-3-small", api_base=fake_provider.api_base("openai"), api_key="sk-team-a-0123")
+    with RedisState(redis_url) as state:
+        client = LLMClient(model, shared=state, cache=state.cache(local=tmp_path / "c"))
+        first = await client.aembed(["a", "b"])
+        again = await client.aembed(["a", "b"])
+        assert first.ok and again.cache_hits == 2 and again.vectors == first.vectors and fake_provider.count == 1
+        assert (tmp_path / "c" / "vectors.db").exists()
+        bare = LLMClient(model, shared=state, cache=state.cache())
+        assert (await bare.aembed(["a"])).ok and (await bare.aembed(["a"])).cache_hits == 0
+        assert fake_provider.count == 3
