@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._params import Model, RateLimits, RetryPolicy, SamplingParams
+from ._uploads import FileUploads
 from .errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
@@ -144,6 +145,9 @@ class PoolConfig(BaseModel):
         None, gt=0, description="Seconds each attempt may take, connect to last byte (default 600)."
     )
     shared: SharedConfig | None = Field(None, description="Share limits, cooldowns and cache across processes (Redis).")
+    uploads: FileUploads | None = Field(
+        None, description="When a File is uploaded through the provider's files API instead of sent inline."
+    )
 
     @field_validator("models", "context_window_fallbacks", mode="before")
     @classmethod
@@ -200,6 +204,10 @@ class _RetryShape(RetryPolicy):
     __init__ = BaseModel.__init__  # type: ignore[assignment]
 
 
+class _UploadsShape(FileUploads):
+    __init__ = BaseModel.__init__  # type: ignore[assignment]
+
+
 class _ModelShape(Model):
     __init__ = BaseModel.__init__  # type: ignore[assignment]
     sampling: _SamplingShape | None = None
@@ -212,6 +220,7 @@ class _PoolShape(PoolConfig):
     sampling: _SamplingShape | None = None
     limits: _LimitsShape | None = None
     retry: _RetryShape | None = None
+    uploads: _UploadsShape | None = None
 
 
 class _FileShape(ConfigFile):
@@ -513,6 +522,7 @@ def client_from_config(path: str | os.PathLike[str] | None = None, pool: str = "
         context_window_fallbacks=chosen.context_window_fallbacks,
         timeout_s=chosen.timeout_s if chosen.timeout_s is not None else DEFAULT_TIMEOUT_S,
         shared=shared,
+        uploads=chosen.uploads,
     )
 
 

@@ -39,7 +39,7 @@ ALLOWED = {
     "_trace": {"_result", "_transport", "errors"},
     "otel": {"_params", "_result", "_trace", "errors"},
     "local": {"_params", "errors"},
-    "_settings": {"_cache", "_client", "_params", "_redis", "errors"},
+    "_settings": {"_cache", "_client", "_params", "_redis", "_uploads", "errors"},
     "_cli_input": {"_params", "errors"},
     "_batch": {"_budget", "_client", "_params", "_result", "_types", "errors"},
     "_batch_transport": {"_normalize", "_params", "_result", "_transport", "errors"},

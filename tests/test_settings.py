@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmkit import ConfigError, Model, RateLimits, ResponseCache, RetryPolicy, SamplingParams
+from llmkit import ConfigError, FileUploads, Model, RateLimits, ResponseCache, RetryPolicy, SamplingParams
 from llmkit._settings import (
     CacheConfig,
     LLMKitSettings,
@@ -134,6 +134,7 @@ pools:
     limits: {max_concurrency: 8}
     retry: {max_attempts: 5, jitter: false}
     cache: {path: ./cache, ttl_s: 60, namespace: team}
+    uploads: {threshold_bytes: 1000000, providers: {openai: never}}
   other:
     models: [openai/gpt-4o-mini]
 """
@@ -158,6 +159,7 @@ def test_client_from_config_builds_every_part(tmp_path: Path, monkeypatch: pytes
     assert client.limits == RateLimits(max_concurrency=8)  # the pool's limits win over LLMKIT_TOKENS_PER_MINUTE
     assert isinstance(client.cache, ResponseCache)
     assert (client.cache.path, client.cache.ttl, client.cache.namespace) == (Path("cache"), 60, "team")
+    assert client._uploads.policy == FileUploads(threshold_bytes=1_000_000, providers={"openai": "never"})
     client.close()
     assert MARKER not in repr(client) and MARKER not in repr(load_config(path))
 
@@ -291,7 +293,7 @@ pools:
         f"{path}:8: pools.default.sampling.temprature: unknown key; allowed: temperature, top_p, max_tokens, stop, "
         "seed, reasoning_effort, thinking_budget, logprobs, top_logprobs, json_mode (did you mean 'temperature'?)",
         f"{path}:9: pools.default.retries: unknown key; allowed: models, sampling, limits, retry, cache, "
-        "context_window_fallbacks, timeout_s, shared (did you mean 'retry'?)",
+        "context_window_fallbacks, timeout_s, shared, uploads (did you mean 'retry'?)",
     ]
 
 
@@ -324,6 +326,13 @@ pools:
 def test_cross_field_rule(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", POOL + "    sampling: {top_logprobs: 3}\n")
     assert "pools.default.sampling: top_logprobs=3 needs logprobs=True" in config_error(path)
+
+
+def test_a_bad_uploads_value_names_its_place(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", POOL + "    uploads: {mode: sometimes}\n")
+    assert f"{path}:4: pools.default.uploads.mode: must be 'auto', 'always' or 'never', got 'sometimes'" in (
+        config_error(path)
+    )
 
 
 def test_missing_required_key(tmp_path: Path) -> None:
