@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import json
 import logging
 import os
@@ -100,7 +101,15 @@ T = TypeVar("T")
 # before 3.12.
 _HAS_UNCANCEL = hasattr(asyncio.Task, "uncancel")
 
-_NO_OPTIONS = RequestOptions()  # frozen: one shared instance saves validating a new one per call
+
+@functools.cache
+def _no_options() -> RequestOptions:
+    """One shared instance (frozen) saves validating a new one per call. Made at the first call, not at import: the
+    first ``RequestOptions()`` builds its pydantic validator, and pydantic scans every installed package's entry
+    points for plugins then (~15 ms of ``import llmkit``)."""
+    return RequestOptions()
+
+
 _DEFAULT_OUTPUT_ESTIMATE = 256
 _CHARS_PER_TOKEN = 4
 DEFAULT_TIMEOUT_S = 600.0
@@ -485,7 +494,7 @@ class LLMClient:
         """
         messages = to_messages(prompt)
         sampling = as_params(SamplingParams, sampling, "sampling")
-        options = as_params(RequestOptions, options, "options") or _NO_OPTIONS
+        options = as_params(RequestOptions, options, "options") or _no_options()
         timeout_s = options.timeout_s if options.timeout_s is not None else self.timeout_s
         requests: dict[int, Request] = {}
         fingerprints: dict[int, str] = {}
