@@ -22,14 +22,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import diskcache
 from pydantic import ValidationError
 
 from ._result import Completion
 from ._vector_cache import VectorStore, remove_files
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import diskcache
 
 __all__ = ["ResponseCache", "disk_tier"]
 
@@ -182,6 +184,8 @@ def disk_tier(cache: object) -> ResponseCache | None:
 
 
 def _open(path: Path) -> diskcache.Cache:
+    import diskcache  # here, at the first cache opened: it imports pickle and more (~6 ms of ``import llmkit``)
+
     try:
         return diskcache.Cache(str(path), eviction_policy="none", size_limit=2**62)
     except sqlite3.DatabaseError as exc:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _batch, _embed, _provider_batch, _sync, _workers
+from . import _batch, _sync
 from ._budget import (
     Account,
     AttemptTimer,
@@ -33,6 +33,7 @@ from ._budget import (
 from ._cache import ResponseCache, disk_tier
 from ._fastpath import FastPathTransport
 from ._fingerprint import fingerprint
+from ._lazy import LazyMethod
 from ._limiter import Permit, RateLimiter
 from ._messages import to_messages
 from ._output import (
@@ -91,6 +92,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from . import _embed, _provider_batch, _workers
     from ._redis import RedisState, SharedCache
 
 __all__ = ["DEFAULT_TIMEOUT_S", "LLMClient"]
@@ -1023,20 +1025,35 @@ class LLMClient:
 
     # -- the same batch sharded across worker processes (one core each): implemented in _workers ---------------
 
-    abatch_in_workers = _workers.abatch_in_workers
-    batch_in_workers = _sync.sync_twin(_workers.abatch_in_workers)
-    as_completed_in_workers = _workers.as_completed_in_workers
+    # Workers, provider batches and embeddings load at their first use (_lazy): ``import llmkit`` stays fast.
+    if TYPE_CHECKING:
+        abatch_in_workers = _workers.abatch_in_workers
+        batch_in_workers = _sync.sync_twin(_workers.abatch_in_workers)
+        as_completed_in_workers = _workers.as_completed_in_workers
+    else:
+        abatch_in_workers = LazyMethod("_workers", "abatch_in_workers")
+        batch_in_workers = LazyMethod("_workers", "abatch_in_workers", _sync.sync_twin)
+        as_completed_in_workers = LazyMethod("_workers", "as_completed_in_workers")
 
     # -- provider batch APIs (half price, within 24 h): implemented in _provider_batch -----------------------
 
-    asubmit_batch = _provider_batch.asubmit_batch
-    submit_batch = _sync.sync_twin(_provider_batch.asubmit_batch)
+    if TYPE_CHECKING:
+        asubmit_batch = _provider_batch.asubmit_batch
+        submit_batch = _sync.sync_twin(_provider_batch.asubmit_batch)
+    else:
+        asubmit_batch = LazyMethod("_provider_batch", "asubmit_batch")
+        submit_batch = LazyMethod("_provider_batch", "asubmit_batch", _sync.sync_twin)
 
     # -- embeddings: implemented in _embed as functions of the client ---------------------------------------
 
-    aembed = _embed.aembed
-    embed = _sync.sync_twin(_embed.aembed)
-    embed_as_completed = _embed.embed_as_completed
+    if TYPE_CHECKING:
+        aembed = _embed.aembed
+        embed = _sync.sync_twin(_embed.aembed)
+        embed_as_completed = _embed.embed_as_completed
+    else:
+        aembed = LazyMethod("_embed", "aembed")
+        embed = LazyMethod("_embed", "aembed", _sync.sync_twin)
+        embed_as_completed = LazyMethod("_embed", "embed_as_completed")
 
     def close(self) -> None:
         """Close the cache's files (the client is unusable for cached calls afterwards), the trace files and the
