@@ -18,7 +18,6 @@ from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, Sam
 from ._result import Completion, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
 from ._status import StatusTracker
 from ._trace import AttemptFailed, AttemptStarted, CacheHit, CallCompleted, Hooks, Tracer, WaitStarted
-from ._uploads import FileUploads
 from .errors import (
     AuthenticationError,
     BadRequestError,
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
     from ._embed import EmbeddingOptions, EmbeddingResult
     from ._provider_batch import BatchJob, BatchStatus, ProviderJobStatus
     from ._redis import RedisState
+    from ._uploads import FileUploads
     from .langchain import ChatLLMKit
     from .testing import FakeProvider
 

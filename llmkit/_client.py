@@ -31,7 +31,6 @@ from ._budget import (
     declared_cost,
 )
 from ._cache import ResponseCache, disk_tier
-from ._fastpath import FastPathTransport
 from ._fingerprint import fingerprint
 from ._lazy import LazyMethod
 from ._limiter import Permit, RateLimiter
@@ -77,7 +76,6 @@ from ._trace import (
 )
 from ._transport import Request, Transport, model_price, output_support
 from ._types import Message, MessagesInput
-from ._uploads import FileUploads, Uploads
 from .errors import (
     AuthenticationError,
     ConfigError,
@@ -94,6 +92,7 @@ from .errors import (
 if TYPE_CHECKING:
     from . import _embed, _provider_batch, _workers
     from ._redis import RedisState, SharedCache
+    from ._uploads import FileUploads
 
 __all__ = ["DEFAULT_TIMEOUT_S", "LLMClient"]
 
@@ -356,6 +355,10 @@ class LLMClient:
         self.limits = limits
         self.retry = retry or RetryPolicy()
         self.cache = _as_cache(cache)
+        # Imported here, not with llmkit: a program that imports llmkit without building a client skips them (#16).
+        from ._fastpath import FastPathTransport
+        from ._uploads import FileUploads, Uploads
+
         self._uploads = Uploads(as_params(FileUploads, uploads, "uploads") or FileUploads(), disk_tier(self.cache))
         self.status = StatusTracker()
         self._hooks = HookSet(hooks)

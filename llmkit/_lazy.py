@@ -1,8 +1,9 @@
 """Names whose modules load at first use, so ``import llmkit`` stays fast (issue 16: <= 0.2 s).
 
 Embeddings, provider batch APIs, worker processes and Redis are a fifth of llmkit's code and most programs use none
-of them. ``LLMClient`` still has their methods, and ``llmkit`` their public names, with the same signatures,
-docstrings and types (type checkers read the ``TYPE_CHECKING`` branches); only the import moves to the first access.
+of them; uploads and the fast-path transport load when the first ``LLMClient`` is built. ``LLMClient`` still has their
+methods, and ``llmkit`` their public names, with the same signatures, docstrings and types (type checkers read the
+``TYPE_CHECKING`` branches); only the import moves to the first access.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ PUBLIC = {
     "EmbeddingOptions": "llmkit._embed",
     "EmbeddingResult": "llmkit._embed",
     "FakeProvider": "llmkit.testing",  # aiohttp
+    "FileUploads": "llmkit._uploads",
     "ProviderJobStatus": "llmkit._provider_batch",
     "RedisState": "llmkit._redis",
 }
