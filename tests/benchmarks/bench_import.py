@@ -9,7 +9,9 @@ Each repetition imports every tree once, in turn, so load drift hits them alike.
   at every import (pydantic and the stdlib still come from bytecode). This is what a fresh checkout costs when the
   environment sets ``PYTHONDONTWRITEBYTECODE=1``, as this machine's does.
 Wall time (``perf_counter``) and the interpreter's CPU time (``process_time``) around ``import llmkit``; the CPU time
-is the steadier of the two on a loaded machine. The load average is printed: this is a shared 2-core VM.
+is the steadier of the two on a loaded machine. "+ first client" is the import plus building and closing a first
+``LLMClient`` (wall): what loads on first use instead of at import is paid there. The load average is printed: this
+is a shared 2-core VM.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ HERE = Path(__file__).resolve()
 CODE = (
     "import sys, time; t = time.perf_counter(); c = time.process_time(); import llmkit; "
     "t = time.perf_counter() - t; c = time.process_time() - c; "
-    "print(t, c, sum(m.startswith('llmkit') for m in sys.modules), llmkit.__file__)"
+    "modules = sum(m.startswith('llmkit') for m in sys.modules); f = time.perf_counter(); "
+    "llmkit.LLMClient(llmkit.Model('openai/gpt-4o-mini', api_key='k')).close(); "
+    "f = time.perf_counter() - f + t; print(t, c, f, modules, llmkit.__file__)"
 )
 _MODES = ("bytecode", "source")
 
@@ -52,11 +56,11 @@ def _source_copy(tree: Path, into: Path) -> Path:
     return copy
 
 
-def _once(tree: Path, mode: str) -> tuple[float, float, int]:
+def _once(tree: Path, mode: str) -> tuple[float, float, float, int]:
     args = [sys.executable, *(["-B"] if mode == "source" else []), "-c", CODE]
     out = subprocess.run(args, cwd=tree, env=_env(mode), capture_output=True, text=True, check=True).stdout.split()
-    assert out[3].startswith(str(tree)), f"{tree} imported {out[3]}"
-    return float(out[0]), float(out[1]), int(out[2])
+    assert out[4].startswith(str(tree)), f"{tree} imported {out[4]}"
+    return float(out[0]), float(out[1]), float(out[2]), int(out[3])
 
 
 def _cell(values: list[float]) -> str:
@@ -73,7 +77,7 @@ def main() -> None:
     modes = args.modes.split(",")
     print(environment(), flush=True)
     with tempfile.TemporaryDirectory() as scratch:
-        runs: dict[tuple[Path, str], list[tuple[float, float, int, float]]] = {}
+        runs: dict[tuple[Path, str], list[tuple[float, float, float, int, float]]] = {}
         sources = {tree: _source_copy(tree, Path(scratch) / str(i)) for i, tree in enumerate(trees)}
         for tree in trees:
             _once(tree, "bytecode")  # writes the tree's __pycache__
@@ -86,9 +90,11 @@ def main() -> None:
     section(f"import llmkit, fresh interpreter, {args.reps} alternating repetitions, ms median (range)")
     rows = []
     for (tree, mode), values in runs.items():
-        wall, cpu, modules, load = ([v[i] for v in values] for i in range(4))
-        rows.append([str(tree), mode, _cell(wall), _cell(cpu), int(modules[0]), f"{min(load):.1f}-{max(load):.1f}"])
-    print(markdown_table(["tree", "mode", "wall ms", "CPU ms", "llmkit modules", "load"], rows))
+        wall, cpu, client, modules, load = ([v[i] for v in values] for i in range(5))
+        load_range = f"{min(load):.1f}-{max(load):.1f}"
+        rows.append([str(tree), mode, _cell(wall), _cell(cpu), _cell(client), int(modules[0]), load_range])
+    headers = ["tree", "mode", "wall ms", "CPU ms", "+ first client, wall ms", "llmkit modules", "load"]
+    print(markdown_table(headers, rows))
     print(environment(), flush=True)
 
 
