@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ._result import Completion
-from ._vector_cache import VectorStore, remove_files
 from .errors import ConfigError
 
 if TYPE_CHECKING:
     import diskcache
+
+    from ._vector_cache import VectorStore
 
 __all__ = ["ResponseCache", "disk_tier"]
 
@@ -125,6 +126,8 @@ class ResponseCache:
     @functools.cached_property
     def vectors(self) -> VectorStore:
         """The embedding vectors of this directory (``_vector_cache``, same namespace and ttl), opened on first use."""
+        from ._vector_cache import VectorStore  # here: only embeddings use it, and ``import llmkit`` stays fast
+
         return VectorStore(self.path, ttl=self.ttl, namespace=self.namespace)
 
     def __contains__(self, fingerprint: str) -> bool:
@@ -170,6 +173,8 @@ class ResponseCache:
                 item.unlink()
             elif item.is_dir() and _DISKCACHE_DIRS.match(item.name):
                 shutil.rmtree(item)
+        from ._vector_cache import remove_files
+
         remove_files(folder)
         _open(folder).close()
 

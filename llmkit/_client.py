@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _batch, _sync
+from . import _sync
 from ._budget import (
     Account,
     AttemptTimer,
@@ -90,7 +90,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from . import _embed, _provider_batch, _workers
+    from . import _batch, _embed, _provider_batch, _workers
     from ._redis import RedisState, SharedCache
     from ._uploads import FileUploads
 
@@ -1022,13 +1022,17 @@ class LLMClient:
 
     # -- batches: implemented in _batch as functions of the client ------------------------------------------
 
-    abatch = _batch.abatch
-    batch = _sync.sync_twin(_batch.abatch)
-    as_completed = _batch.as_completed
+    if TYPE_CHECKING:
+        abatch = _batch.abatch
+        batch = _sync.sync_twin(_batch.abatch)
+        as_completed = _batch.as_completed
+    else:  # loaded at first use (_lazy), as the methods below: ``import llmkit`` stays fast
+        abatch = LazyMethod("_batch", "abatch")
+        batch = LazyMethod("_batch", "abatch", _sync.sync_twin)
+        as_completed = LazyMethod("_batch", "as_completed")
 
     # -- the same batch sharded across worker processes (one core each): implemented in _workers ---------------
 
-    # Workers, provider batches and embeddings load at their first use (_lazy): ``import llmkit`` stays fast.
     if TYPE_CHECKING:
         abatch_in_workers = _workers.abatch_in_workers
         batch_in_workers = _sync.sync_twin(_workers.abatch_in_workers)

@@ -170,7 +170,8 @@ def test_import_llmkit_stays_light() -> None:
         "import sys, llmkit; "
         "heavy = [m for m in ('litellm', 'langchain_core', 'aiohttp', 'openai', 'opentelemetry', 'tenacity', "
         "'diskcache', 'multiprocessing', 'numpy', 'yaml', 'redis', 'llmkit._embed', 'llmkit._provider_batch', "
-        "'llmkit._workers', 'llmkit._redis', 'llmkit._settings', 'llmkit._fastpath', 'llmkit._uploads') "
+        "'llmkit._workers', 'llmkit._redis', 'llmkit._settings', 'llmkit._fastpath', 'llmkit._uploads', "
+        "'llmkit._batch', 'llmkit._vector_cache') "
         "if m in sys.modules];"
         "print(','.join(heavy))"
     )

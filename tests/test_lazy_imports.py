@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import llmkit
-from llmkit import _embed, _provider_batch, _sync, _workers
+from llmkit import _batch, _embed, _provider_batch, _sync, _workers
 from llmkit._client import LLMClient
 
 TREE = Path(llmkit.__file__).parent.parent
@@ -65,12 +65,15 @@ def test_a_client_method_loads_its_module_and_its_public_names() -> None:
 
 
 def test_lazy_methods_are_the_module_functions() -> None:
+    assert LLMClient.abatch is _batch.abatch
+    assert LLMClient.as_completed is _batch.as_completed
     assert LLMClient.aembed is _embed.aembed
     assert LLMClient.embed_as_completed is _embed.embed_as_completed
     assert LLMClient.asubmit_batch is _provider_batch.asubmit_batch
     assert LLMClient.abatch_in_workers is _workers.abatch_in_workers
     assert LLMClient.as_completed_in_workers is _workers.as_completed_in_workers
     for twin, coroutine in [
+        (LLMClient.batch, _batch.abatch),
         (LLMClient.embed, _embed.aembed),
         (LLMClient.submit_batch, _provider_batch.asubmit_batch),
         (LLMClient.batch_in_workers, _workers.abatch_in_workers),
