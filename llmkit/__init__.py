@@ -8,20 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import errors
+from . import _lazy, errors
 from ._budget import Budget
 from ._cache import ResponseCache
 from ._client import LLMClient
-from ._embed import EmbeddingOptions, EmbeddingResult
 from ._files import File
 from ._fingerprint import fingerprint
 from ._params import Model, Prompt, RateLimits, RequestOptions, RetryPolicy, SamplingParams, merge
-from ._provider_batch import BatchJob, BatchStatus, ProviderJobStatus
-from ._redis import RedisState
 from ._result import Completion, StreamDelta, TokenLogprob, ToolCall, ToolCallChunk, TopLogprob, Usage
 from ._status import StatusTracker
 from ._trace import AttemptFailed, AttemptStarted, CacheHit, CallCompleted, Hooks, Tracer, WaitStarted
-from ._uploads import FileUploads
 from .errors import (
     AuthenticationError,
     BadRequestError,
@@ -41,6 +37,10 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from ._embed import EmbeddingOptions, EmbeddingResult
+    from ._provider_batch import BatchJob, BatchStatus, ProviderJobStatus
+    from ._redis import RedisState
+    from ._uploads import FileUploads
     from .langchain import ChatLLMKit
     from .testing import FakeProvider
 
@@ -101,16 +101,15 @@ __all__ = [
     "merge",
 ]
 
-_LAZY = {"ChatLLMKit": "llmkit.langchain", "FakeProvider": "llmkit.testing"}
-
 
 def __getattr__(name: str) -> Any:
-    # LangChain and aiohttp cost import time; load them only when these names are used.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _lazy.PUBLIC:  # loaded at first use: modules most programs never need cost import time
+        return _lazy.load_public(name)
     raise AttributeError(f"module 'llmkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 for _name in __all__:

@@ -20,7 +20,7 @@ _FORMAT = "llmkit-provider-batch-1"
 class ProviderJobStatus(BaseModel):
     """One provider job: its id (None until submitted), state and line counts."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     part: int
     provider_id: str | None
@@ -38,7 +38,7 @@ class ProviderJobStatus(BaseModel):
 class BatchStatus(BaseModel):
     """Counts over every prompt of a provider batch, and per provider job."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str
     prompts: int

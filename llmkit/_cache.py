@@ -22,14 +22,17 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import diskcache
 from pydantic import ValidationError
 
 from ._result import Completion
-from ._vector_cache import VectorStore, remove_files
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import diskcache
+
+    from ._vector_cache import VectorStore
 
 __all__ = ["ResponseCache", "disk_tier"]
 
@@ -123,6 +126,8 @@ class ResponseCache:
     @functools.cached_property
     def vectors(self) -> VectorStore:
         """The embedding vectors of this directory (``_vector_cache``, same namespace and ttl), opened on first use."""
+        from ._vector_cache import VectorStore  # here: only embeddings use it, and ``import llmkit`` stays fast
+
         return VectorStore(self.path, ttl=self.ttl, namespace=self.namespace)
 
     def __contains__(self, fingerprint: str) -> bool:
@@ -168,6 +173,8 @@ class ResponseCache:
                 item.unlink()
             elif item.is_dir() and _DISKCACHE_DIRS.match(item.name):
                 shutil.rmtree(item)
+        from ._vector_cache import remove_files
+
         remove_files(folder)
         _open(folder).close()
 
@@ -182,6 +189,8 @@ def disk_tier(cache: object) -> ResponseCache | None:
 
 
 def _open(path: Path) -> diskcache.Cache:
+    import diskcache  # here, at the first cache opened: it imports pickle and more (~6 ms of ``import llmkit``)
+
     try:
         return diskcache.Cache(str(path), eviction_policy="none", size_limit=2**62)
     except sqlite3.DatabaseError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _batch, _embed, _provider_batch, _sync, _workers
+from . import _sync
 from ._budget import (
     Account,
     AttemptTimer,
@@ -30,8 +31,8 @@ from ._budget import (
     declared_cost,
 )
 from ._cache import ResponseCache, disk_tier
-from ._fastpath import FastPathTransport
 from ._fingerprint import fingerprint
+from ._lazy import LazyMethod
 from ._limiter import Permit, RateLimiter
 from ._messages import to_messages
 from ._output import (
@@ -75,7 +76,6 @@ from ._trace import (
 )
 from ._transport import Request, Transport, model_price, output_support
 from ._types import Message, MessagesInput
-from ._uploads import FileUploads, Uploads
 from .errors import (
     AuthenticationError,
     ConfigError,
@@ -90,7 +90,9 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from . import _batch, _embed, _provider_batch, _workers
     from ._redis import RedisState, SharedCache
+    from ._uploads import FileUploads
 
 __all__ = ["DEFAULT_TIMEOUT_S", "LLMClient"]
 
@@ -100,7 +102,15 @@ T = TypeVar("T")
 # before 3.12.
 _HAS_UNCANCEL = hasattr(asyncio.Task, "uncancel")
 
-_NO_OPTIONS = RequestOptions()  # frozen: one shared instance saves validating a new one per call
+
+@functools.cache
+def _no_options() -> RequestOptions:
+    """One shared instance (frozen) saves validating a new one per call. Made at the first call, not at import: the
+    first ``RequestOptions()`` builds its pydantic validator, and pydantic scans every installed package's entry
+    points for plugins then (~15 ms of ``import llmkit``)."""
+    return RequestOptions()
+
+
 _DEFAULT_OUTPUT_ESTIMATE = 256
 _CHARS_PER_TOKEN = 4
 DEFAULT_TIMEOUT_S = 600.0
@@ -345,6 +355,10 @@ class LLMClient:
         self.limits = limits
         self.retry = retry or RetryPolicy()
         self.cache = _as_cache(cache)
+        # Imported here, not with llmkit: a program that imports llmkit without building a client skips them (#16).
+        from ._fastpath import FastPathTransport
+        from ._uploads import FileUploads, Uploads
+
         self._uploads = Uploads(as_params(FileUploads, uploads, "uploads") or FileUploads(), disk_tier(self.cache))
         self.status = StatusTracker()
         self._hooks = HookSet(hooks)
@@ -485,7 +499,7 @@ class LLMClient:
         """
         messages = to_messages(prompt)
         sampling = as_params(SamplingParams, sampling, "sampling")
-        options = as_params(RequestOptions, options, "options") or _NO_OPTIONS
+        options = as_params(RequestOptions, options, "options") or _no_options()
         timeout_s = options.timeout_s if options.timeout_s is not None else self.timeout_s
         requests: dict[int, Request] = {}
         fingerprints: dict[int, str] = {}
@@ -1008,26 +1022,45 @@ class LLMClient:
 
     # -- batches: implemented in _batch as functions of the client ------------------------------------------
 
-    abatch = _batch.abatch
-    batch = _sync.sync_twin(_batch.abatch)
-    as_completed = _batch.as_completed
+    if TYPE_CHECKING:
+        abatch = _batch.abatch
+        batch = _sync.sync_twin(_batch.abatch)
+        as_completed = _batch.as_completed
+    else:  # loaded at first use (_lazy), as the methods below: ``import llmkit`` stays fast
+        abatch = LazyMethod("_batch", "abatch")
+        batch = LazyMethod("_batch", "abatch", _sync.sync_twin)
+        as_completed = LazyMethod("_batch", "as_completed")
 
     # -- the same batch sharded across worker processes (one core each): implemented in _workers ---------------
 
-    abatch_in_workers = _workers.abatch_in_workers
-    batch_in_workers = _sync.sync_twin(_workers.abatch_in_workers)
-    as_completed_in_workers = _workers.as_completed_in_workers
+    if TYPE_CHECKING:
+        abatch_in_workers = _workers.abatch_in_workers
+        batch_in_workers = _sync.sync_twin(_workers.abatch_in_workers)
+        as_completed_in_workers = _workers.as_completed_in_workers
+    else:
+        abatch_in_workers = LazyMethod("_workers", "abatch_in_workers")
+        batch_in_workers = LazyMethod("_workers", "abatch_in_workers", _sync.sync_twin)
+        as_completed_in_workers = LazyMethod("_workers", "as_completed_in_workers")
 
     # -- provider batch APIs (half price, within 24 h): implemented in _provider_batch -----------------------
 
-    asubmit_batch = _provider_batch.asubmit_batch
-    submit_batch = _sync.sync_twin(_provider_batch.asubmit_batch)
+    if TYPE_CHECKING:
+        asubmit_batch = _provider_batch.asubmit_batch
+        submit_batch = _sync.sync_twin(_provider_batch.asubmit_batch)
+    else:
+        asubmit_batch = LazyMethod("_provider_batch", "asubmit_batch")
+        submit_batch = LazyMethod("_provider_batch", "asubmit_batch", _sync.sync_twin)
 
     # -- embeddings: implemented in _embed as functions of the client ---------------------------------------
 
-    aembed = _embed.aembed
-    embed = _sync.sync_twin(_embed.aembed)
-    embed_as_completed = _embed.embed_as_completed
+    if TYPE_CHECKING:
+        aembed = _embed.aembed
+        embed = _sync.sync_twin(_embed.aembed)
+        embed_as_completed = _embed.embed_as_completed
+    else:
+        aembed = LazyMethod("_embed", "aembed")
+        embed = LazyMethod("_embed", "aembed", _sync.sync_twin)
+        embed_as_completed = LazyMethod("_embed", "embed_as_completed")
 
     def close(self) -> None:
         """Close the cache's files (the client is unusable for cached calls afterwards), the trace files and the

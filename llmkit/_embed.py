@@ -89,7 +89,7 @@ class EmbeddingResult(BaseModel):
     builds its matrix straight from the float32 bytes.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
 
     errors: dict[int, LLMError] = Field(default_factory=dict, exclude=True)
     usage: Usage = Field(default_factory=Usage, description="Input tokens of the requests this call sent.")

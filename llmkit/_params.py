@@ -39,7 +39,7 @@ ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
 Capability = Literal["reasoning", "logprobs", "tools", "vision", "json_schema"]
 
 # allow_inf_nan=False: weight=inf, timeout_s=inf or an rpm of inf would be accepted and fail later, misleadingly.
-_FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
+_FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False, defer_build=True)
 
 
 _SECRET_SUFFIXES = ("key", "secret", "token", "password")

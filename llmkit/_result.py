@@ -31,7 +31,7 @@ class Usage(BaseModel):
     subset of it). So ``total_tokens`` is simply input + output, whatever the provider's own convention.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -50,7 +50,7 @@ class Usage(BaseModel):
 class ToolCall(BaseModel):
     """A tool the model asked to call. ``arguments`` is parsed; ``raw_arguments`` keeps the provider's text."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str
     name: str
@@ -59,7 +59,7 @@ class ToolCall(BaseModel):
 
 
 class TopLogprob(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     token: str
     logprob: float
@@ -68,7 +68,7 @@ class TopLogprob(BaseModel):
 class TokenLogprob(BaseModel):
     """One generated token, its log probability, and the most likely alternatives (``top``, most likely first)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     token: str
     logprob: float
@@ -79,7 +79,7 @@ class TokenLogprob(BaseModel):
 class Completion(BaseModel):
     """One answer. ``ok`` is False when ``error`` is set (batches keep going and record the error here)."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
 
     text: str | None = None
     thinking: str | None = None
@@ -128,7 +128,7 @@ class Completion(BaseModel):
 class ToolCallChunk(BaseModel):
     """A piece of a streamed tool call: ``arguments`` is a fragment of the JSON text, keyed by ``index``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     index: int
     id: str | None = None
@@ -139,7 +139,7 @@ class ToolCallChunk(BaseModel):
 class StreamDelta(BaseModel):
     """One streamed piece: new text, new thinking, or a tool call fragment."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     text: str | None = None
     thinking: str | None = None

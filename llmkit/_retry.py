@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from typing import TYPE_CHECKING
 
 from ._params import RetryPolicy
 from .errors import RateLimitError
+
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, RetryCallState
 
 __all__ = ["backoff_s", "out_of_attempts", "retrying", "wait_s"]
 
@@ -51,7 +53,11 @@ def retrying(
     attempts: Callable[[], tuple[int, int]] | None = None,
 ) -> AsyncRetrying:
     """Tenacity for ``policy``. ``attempts`` gives (attempts made, attempts charged) so far, counting any made before
-    tenacity took over (the client makes the first one bare); None counts tenacity's own, all charged."""
+    tenacity took over (the client makes the first one bare); None counts tenacity's own, all charged.
+
+    tenacity is imported at the first retry, not with llmkit: it imports tornado when that is installed (~12 ms of
+    ``import llmkit``), and most calls never retry."""
+    from tenacity import AsyncRetrying, retry_if_exception
 
     def counts(state: RetryCallState) -> tuple[int, int]:
         return attempts() if attempts is not None else (state.attempt_number, state.attempt_number)
