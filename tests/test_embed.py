@@ -223,6 +223,20 @@ async def test_a_request_slot_frees_while_its_vectors_are_committed(fake_provide
     assert seen == set(range(20)) and len(stored_rows(tmp_path / "cache")) == 20
 
 
+def test_a_requests_vectors_are_one_insert_and_come_back_whole(tmp_path) -> None:
+    """``executemany`` gave up and re-took the GIL for every row (a 2,048-vector commit waited 100-200 ms on a busy
+    event loop): a request's vectors are one INSERT per vector size, and each comes back exactly, keys included."""
+    store = VectorStore(tmp_path)
+    statements: list[str] = []
+    store._writer.get().set_trace_callback(statements.append)
+    items = [(hashlib.sha256(b"%d" % i).digest(), array("f", [i / 7] * 16)) for i in range(300)]
+    items += [(b"a short key", array("f", [1.5, -2.25])), (hashlib.sha256(b"big").digest(), array("f", [0.1] * 3000))]
+    store.put_many(items)
+    assert len([s for s in statements if "INSERT" in s]) == 3
+    assert store.get_many([key for key, _ in items]) == dict(items)
+    store.close()
+
+
 async def test_clear_and_wipe_remove_the_vectors_too(fake_provider: FakeProvider, tmp_path) -> None:
     cache = ResponseCache(tmp_path / "cache")
     emb = client(fake_provider, "openai", cache=cache)
