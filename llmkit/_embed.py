@@ -210,14 +210,20 @@ Answer = tuple[bytes, "array[float] | LLMError"]  # one key's vector or error fr
 
 
 class _Flow:
-    """One ``_stream``'s state: the indexes waiting for each key, the packer, the requests in flight and the commits
-    of their vectors (a request's slot frees when its reply arrives; its texts are reported once committed)."""
+    """One ``_stream``'s state: the indexes waiting for each key, the packer, the requests in flight and the commit
+    of their vectors (a request's slot frees when its reply arrives; its texts are reported once committed).
+
+    One commit at a time (SQLite has one writer): the requests answered while it runs are committed together in the
+    next one, so a busy run writes fewer, larger transactions (a random-key insert dirties the same index pages
+    whether one request or four share the transaction; docs/benchmarks.md)."""
 
     def __init__(self, run: _Run, remember: int | None) -> None:
         self.run = run
         self.packer = Packer(run.limits)
         self.tasks: set[asyncio.Task[list[Answer]]] = set()
-        self.commits: set[asyncio.Task[list[Answer]]] = set()
+        self.commit: asyncio.Task[list[Answer]] | None = None
+        self.unsaved: list[list[Answer]] = []  # answered requests whose vectors wait for the next commit
+        self.saving = 0  # requests in the running commit
         self.done: asyncio.Queue[asyncio.Task[list[Answer]]] = asyncio.Queue()
         self._waiting: dict[bytes, list[int]] = {}
         self._recent: OrderedDict[bytes, array[float]] = OrderedDict()
@@ -257,9 +263,12 @@ class _Flow:
         if task in self.tasks:
             self.tasks.discard(task)
             if self.run.cache is not None:
-                self._commit(self.run.cache, task.result())
+                self.unsaved.append(task.result())
+                self._commit(self.run.cache)
                 return
-        self.commits.discard(task)
+        if task is self.commit:
+            self.commit, self.saving = None, 0
+            self._commit(cast(VectorStore, self.run.cache))
         for key, outcome in task.result():
             if self.run.cache is None and isinstance(outcome, array):
                 self._recent[key] = outcome
@@ -268,14 +277,23 @@ class _Flow:
             for index in self._waiting.pop(key):
                 yield index, outcome, False
 
-    def _commit(self, cache: VectorStore, answers: list[Answer]) -> None:
+    @property
+    def uncommitted(self) -> int:
+        """Answered requests whose texts wait for a commit."""
+        return self.saving + len(self.unsaved)
+
+    def _commit(self, cache: VectorStore) -> None:
+        """Start a commit of every unsaved request's vectors, unless one is running (it starts the next when done)."""
+        if self.commit is not None or not self.unsaved:
+            return
+        answers = [answer for request in self.unsaved for answer in request]
         vectors = [(key, outcome) for key, outcome in answers if isinstance(outcome, array)]
-        task = asyncio.ensure_future(_committed(cache, vectors, answers))
-        task.add_done_callback(self.done.put_nowait)
-        self.commits.add(task)
+        self.saving, self.unsaved = len(self.unsaved), []
+        self.commit = asyncio.ensure_future(_committed(cache, vectors, answers))
+        self.commit.add_done_callback(self.done.put_nowait)
 
     async def close(self) -> None:
-        pending = self.tasks | self.commits
+        pending = self.tasks | ({self.commit} if self.commit is not None else set())
         for task in pending:
             task.cancel()
         if pending:
@@ -303,8 +321,8 @@ async def _stream(
     exhausted = False
     try:
         while True:
-            # Commits are one at a time (SQLite has one writer): new requests wait while a backlog of them forms.
-            while len(flow.tasks) < limit and len(flow.commits) <= limit and (flow.packer.ready or not exhausted):
+            # New requests wait while a backlog of answered requests waits for its commit.
+            while len(flow.tasks) < limit and flow.uncommitted <= limit and (flow.packer.ready or not exhausted):
                 if flow.packer.ready:
                     flow.send(flow.packer.ready.popleft())
                     continue
@@ -314,7 +332,7 @@ async def _stream(
                 if not chunk:
                     exhausted = True
                     flow.packer.flush()
-            if not flow.tasks and not flow.commits:
+            if not flow.tasks and flow.commit is None:
                 return
             for outcome in flow.answered(await flow.done.get()):
                 yield outcome

@@ -4,8 +4,9 @@ The vectors live beside the ``ResponseCache``'s diskcache (same directory, names
 opens them), so one ``cache=`` covers completions and embeddings, and its ``clear``/``wipe``/``stats`` cover both.
 They have their own file, ``vectors.db``, because a diskcache ``set`` runs five statements and two triggers per value
 (18 µs of CPU per vector on a quiet machine, 34 on a loaded one): that alone made a cold-cache embedding run 1.32x
-raw LiteLLM. Here one request's vectors are one ``executemany`` in one transaction (4 and 9 µs per vector), in WAL
-mode so a read never waits for a write, under a 32-byte binary key (docs/benchmarks.md has the numbers).
+raw LiteLLM. Here one request's vectors are one statement in one transaction (``_INSERT``: not an ``executemany``,
+which gives up the GIL for every row), in WAL mode so a read never waits for a write, under a 32-byte binary key
+(docs/benchmarks.md has the numbers).
 
 Float32 is what the providers compute in, so nothing is lost; vectors from the network go through the same float32
 round trip, so a hit and a miss return identical numbers. A bad entry (truncated, foreign) or a database that cannot
@@ -44,6 +45,29 @@ _SCHEMA = (
     " PRIMARY KEY (space, key))",
     "CREATE INDEX IF NOT EXISTS vectors_expiring ON vectors (expires) WHERE expires IS NOT NULL",
 )
+
+
+# One statement per request's vectors, over one blob of key+value records that SQLite cuts into rows itself.
+# ``executemany`` releases and re-takes the GIL for every row: with the event loop busy parsing replies, each re-take
+# waited, and a 2,048-row commit took 100-200 ms of wall for ~10 ms of CPU (docs/benchmarks.md).
+_INSERT = (
+    "WITH RECURSIVE i(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i WHERE n + 1 < ?5) "
+    "INSERT OR REPLACE INTO vectors (space, key, stored, expires, value) "
+    "SELECT ?1, substr(?4, n * (?6 + ?7) + 1, ?6), ?2, ?3, substr(?4, n * (?6 + ?7) + ?6 + 1, ?7) FROM i"
+)
+
+
+# Vectors per statement: the blob is a copy of them (12.6 MB for 2,048 of 1,536 floats), made one statement at a time.
+_PER_STATEMENT = 2048
+
+
+def _records(items: list[tuple[bytes, array[float]]]) -> dict[tuple[int, int], bytes]:
+    """The items as concatenated key+float32 records, one blob per (key size, value size): normally one."""
+    groups: dict[tuple[int, int], list[bytes]] = {}
+    for key, vector in items:
+        value = vector.tobytes()
+        groups.setdefault((len(key), len(value)), []).extend((key, value))
+    return {sizes: b"".join(parts) for sizes, parts in groups.items()}
 
 
 def _whole(value: object) -> bool:
@@ -117,15 +141,17 @@ class VectorStore:
         return found
 
     def put_many(self, items: list[tuple[bytes, array[float]]]) -> None:
-        """Store one request's vectors in one transaction (and drop the expired ones when there is a ttl)."""
+        """Store vectors (one or more requests') in one transaction (and drop the expired ones when there is a ttl)."""
         now = time.time()
         expires = None if self.ttl is None else now + self.ttl
-        rows = [(self._space, key, now, expires, vector.tobytes()) for key, vector in items]
         try:
             with self._writer.lock:
                 con = self._writer.get()
                 with con:
-                    con.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)", rows)
+                    for start in range(0, len(items), _PER_STATEMENT):
+                        for (key_size, value_size), records in _records(items[start : start + _PER_STATEMENT]).items():
+                            count = len(records) // (key_size + value_size)
+                            con.execute(_INSERT, (self._space, now, expires, records, count, key_size, value_size))
                     if expires is not None:
                         con.execute("DELETE FROM vectors WHERE expires IS NOT NULL AND expires <= ?", (now,))
         except Exception as exc:  # noqa: BLE001 - an answer that cannot be stored is still returned

@@ -30,7 +30,9 @@ from llmkit import (
     ResponseCache,
     RetryPolicy,
     UnsupportedFeatureError,
+    _embed,
     _transport,
+    _vector_cache,
 )
 from llmkit._transport import EmbedReply
 from llmkit._vector_cache import VectorStore
@@ -221,6 +223,60 @@ async def test_a_request_slot_frees_while_its_vectors_are_committed(fake_provide
     seen = {(await first)[0]} | {index async for index, _ in stream}
     assert sent_during_commit == 2 and not reported_before_commit
     assert seen == set(range(20)) and len(stored_rows(tmp_path / "cache")) == 20
+
+
+async def test_requests_answered_during_a_commit_share_the_next_one(fake_provider, tmp_path, monkeypatch) -> None:
+    """One commit at a time, and the requests answered while it runs are committed together in the next (fewer,
+    larger transactions); none of their texts is reported before its commit ends."""
+    release = threading.Event()
+    commits: list[int] = []
+    put_many = VectorStore.put_many
+
+    def slow_put_many(self: VectorStore, items: list[tuple[bytes, array[float]]]) -> None:
+        commits.append(len(items))
+        release.wait(timeout=10)
+        put_many(self, items)
+
+    answered = 0
+    send = _embed._send
+
+    async def counted_send(*args: Any) -> Any:
+        nonlocal answered
+        result = await send(*args)
+        answered += 1
+        return result
+
+    monkeypatch.setattr(VectorStore, "put_many", slow_put_many)
+    monkeypatch.setattr(_embed, "_send", counted_send)
+    emb = client(fake_provider, "openai", cache=tmp_path / "cache")
+    stream = emb.embed_as_completed([f"t{i}" for i in range(40)], options=EmbeddingOptions(batch_size=10))
+    first = asyncio.ensure_future(stream.__anext__())
+    for _ in range(1000):  # up to 10 s for the four replies, while the first commit is held
+        if answered == 4:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the stream takes them in
+    reported_before_commit = first.done()
+    release.set()
+    seen = {(await first)[0]} | {index async for index, _ in stream}
+    assert not reported_before_commit and seen == set(range(40)) and len(stored_rows(tmp_path / "cache")) == 40
+    assert commits == [10, 30]
+
+
+def test_a_requests_vectors_are_one_insert_and_come_back_whole(tmp_path, monkeypatch) -> None:
+    """``executemany`` gave up and re-took the GIL for every row (a 2,048-vector commit waited 100-200 ms on a busy
+    event loop): vectors are one INSERT per vector size and per ``_PER_STATEMENT`` vectors (each statement's blob is
+    a copy of its vectors), and each comes back exactly, keys included."""
+    monkeypatch.setattr(_vector_cache, "_PER_STATEMENT", 128)
+    store = VectorStore(tmp_path)
+    statements: list[str] = []
+    store._writer.get().set_trace_callback(statements.append)
+    items = [(hashlib.sha256(b"%d" % i).digest(), array("f", [i / 7] * 16)) for i in range(300)]
+    items += [(b"a short key", array("f", [1.5, -2.25])), (hashlib.sha256(b"big").digest(), array("f", [0.1] * 3000))]
+    store.put_many(items)
+    assert len([s for s in statements if "INSERT" in s]) == 5  # 128 + 128 + (44 + 1 + 1 of three sizes)
+    assert store.get_many([key for key, _ in items]) == dict(items)
+    store.close()
 
 
 async def test_clear_and_wipe_remove_the_vectors_too(fake_provider: FakeProvider, tmp_path) -> None:
