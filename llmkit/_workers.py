@@ -447,7 +447,10 @@ class _Pool:
             while True:
                 message = conn.recv()
                 if message[0] == "more":
-                    conn.send(self._take(k))
+                    # A worker that got its last chunk stops listening and may exit before this answer to its
+                    # request ahead is sent; its final answers are still in the pipe, so read on (EOF ends it).
+                    with contextlib.suppress(OSError):
+                        conn.send(self._take(k))
                     continue
                 self._post(k, message)
                 if message[0] == "done":

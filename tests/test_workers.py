@@ -291,3 +291,31 @@ def test_cli_max_cost_is_one_budget_for_all_workers(
     assert fake_provider.count == len(answered) >= 30  # nothing refused was sent; the budget was used, not wasted
     assert sum(line["cost_usd"] for line in answered) <= max_cost  # type: ignore[misc]
     assert "BudgetExceededError" in capsys.readouterr().err
+
+
+def test_a_worker_that_exits_before_its_last_request_is_answered_loses_no_answer() -> None:
+    """A finished worker stops listening: the parent's answer to its last request ahead (None, no more prompts) can
+    meet a closed pipe. Its "done" message, with answers, is still in the pipe and must be read, not turned into
+    "worker exited" errors for those prompts (seen as a flaky ProviderError with exit code 0 under --max-cost)."""
+    import asyncio
+    import multiprocessing
+    import threading
+
+    from llmkit import Completion
+    from llmkit._workers import _Pool
+
+    ours, theirs = multiprocessing.Pipe()
+    theirs.send(("more",))
+    theirs.send(("done", [(0, Completion(text="answered"))], {}))
+    theirs.close()  # the worker has exited
+    loop = asyncio.new_event_loop()
+    pool = _Pool.__new__(_Pool)
+    pool._source, pool._lock, pool._loop, pool.exhausted = enumerate([]), threading.Lock(), loop, True
+    pool.inbox, pool.held, pool._procs = asyncio.Queue(), [{0}], [None]  # type: ignore[list-item]
+    pool._read(0, ours)
+    loop.run_until_complete(asyncio.sleep(0))
+    kinds = []
+    while not pool.inbox.empty():
+        kinds.append(pool.inbox.get_nowait()[1][0])
+    loop.close()
+    assert kinds == ["done"]
