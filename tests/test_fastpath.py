@@ -29,15 +29,8 @@ from llmkit import (
 )
 from llmkit._fastpath import FastPathTransport
 from llmkit._transport import LiteLLMTransport
+from tests.test_e2e_providers import WEATHER
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 PERSON = {
     "type": "json_schema",
     "json_schema": {

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -17,28 +16,8 @@ import pytest
 from llmkit import LLMClient, LLMError, Model, RequestOptions, RetryPolicy, SamplingParams, StreamDelta, TimeoutError
 from llmkit._fastpath import FastPathTransport
 from llmkit._transport import LiteLLMTransport
+from tests.test_fastpath import NO_RETRY, PERSON, WEATHER, Case
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
-PERSON = {
-    "type": "json_schema",
-    "json_schema": {
-        "name": "person",
-        "strict": True,
-        "schema": {
-            "type": "object",
-            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-            "required": ["name", "age"],
-            "additionalProperties": False,
-        },
-    },
-}
 TOOL_HISTORY = [
     {"role": "user", "content": "Use get_weather for 'Rome'"},
     {
@@ -50,18 +29,7 @@ TOOL_HISTORY = [
     },
     {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
 ]
-NO_RETRY = RetryPolicy(max_attempts=1)
 DEFAULT_MODEL = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-sonnet-4-5"}
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    prompt: Any = "Why is the sky blue?"
-    model: str | None = None
-    sampling: SamplingParams | None = None
-    options: RequestOptions | None = None
-    fault: dict[str, Any] = field(default_factory=dict)
 
 
 TOOLS = RequestOptions(tools=[WEATHER], tool_choice="auto")

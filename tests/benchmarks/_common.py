@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -365,3 +365,47 @@ def parse_serve_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     _args = parse_serve_args()
     _serve(_args.latency_s, _args.seed)
+
+
+def alternate_wires(
+    wire: str,
+    clients: Callable[[int], dict[str, Callable[[int], Awaitable[int]]]],
+    n: int,
+    reps: int,
+    base: str,
+    unit: str,
+) -> list[list[Any]]:
+    """Every client of one wire in turn, ``reps`` times (so load drift hits them alike), after a 50-item warm-up;
+    one table row per client: rate and CPU per item (median and range), both as ratios to ``base``, and GC.
+    ``clients(k)`` gives the clients for ``k`` items, each a coroutine factory taking the repetition number."""
+    import asyncio
+
+    for run in clients(50).values():  # warm: imports, price map, pools
+        asyncio.run(run(-1))
+    runs = clients(n)
+    times: dict[str, list[Timing]] = {name: [] for name in runs}
+    for rep in range(reps):
+        for name, run in runs.items():
+            with timed() as t:
+                ok = asyncio.run(run(rep))
+            assert ok == n, f"{name}: {ok}/{n} answered"
+            times[name].append(t)
+            print(f"  {wire} rep {rep} {name}: {n / t.wall_s:.0f} {unit}/s, {t.cpu_s / n * 1e3:.2f} CPU ms", flush=True)
+    base_rps = median([n / t.wall_s for t in times[base]])
+    base_cpu = median([t.cpu_s / n * 1e3 for t in times[base]])
+    rows = []
+    for name, ts in times.items():
+        rps = [n / t.wall_s for t in ts]
+        cpu = [t.cpu_s / n * 1e3 for t in ts]
+        rows.append(
+            [
+                wire,
+                name,
+                f"{median(rps):.0f} ({min(rps):.0f}-{max(rps):.0f})",
+                f"{median(cpu):.2f} ({min(cpu):.2f}-{max(cpu):.2f})",
+                f"{median(rps) / base_rps:.2f}x",
+                f"{base_cpu / median(cpu):.2f}x",
+                f"{median([t.gc_s / n * 1e3 for t in ts]):.2f}",
+            ]
+        )
+    return rows

@@ -29,14 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this tree's llmk
 from _common import (  # noqa: E402
     API_KEY,
     RemoteFake,
-    Timing,
+    alternate_wires,
     environment,
     markdown_table,
-    median,
     profile_report,
     quiet_litellm,
     section,
-    timed,
 )
 
 MODELS = {
@@ -91,37 +89,10 @@ def _clients(fake: RemoteFake, wire: str, n: int, concurrency: int) -> dict[str,
 
 
 def _run(wire: str, n: int, concurrency: int, reps: int, fake: RemoteFake) -> list[list[Any]]:
-    for run in _clients(fake, wire, 50, concurrency).values():  # warm: imports, price map, pools
-        asyncio.run(run(-1))
-    clients = _clients(fake, wire, n, concurrency)
-    times: dict[str, list[Timing]] = {name: [] for name in clients}
-    for rep in range(reps):
-        for name, run in clients.items():
-            with timed() as t:
-                ok = asyncio.run(run(rep))
-            assert ok == n, f"{name}: {ok}/{n} answered"
-            times[name].append(t)
-            print(
-                f"  {wire} rep {rep} {name}: {n / t.wall_s:.0f} req/s, {t.cpu_s / n * 1e3:.2f} CPU ms/req", flush=True
-            )
-    base = median([n / t.wall_s for t in times["llmkit LiteLLMTransport"]])
-    base_cpu = median([t.cpu_s / n for t in times["llmkit LiteLLMTransport"]])
-    rows = []
-    for name, ts in times.items():
-        rps = [n / t.wall_s for t in ts]
-        cpu = [t.cpu_s / n * 1e3 for t in ts]
-        rows.append(
-            [
-                wire,
-                name,
-                f"{median(rps):.0f} ({min(rps):.0f}-{max(rps):.0f})",
-                f"{median(cpu):.2f} ({min(cpu):.2f}-{max(cpu):.2f})",
-                f"{median(rps) / base:.2f}x",
-                f"{base_cpu * 1e3 / median(cpu):.2f}x",
-                f"{median([t.gc_s / n * 1e3 for t in ts]):.2f}",
-            ]
-        )
-    return rows
+    def clients(k: int) -> dict[str, Callable[[int], Awaitable[int]]]:
+        return _clients(fake, wire, k, concurrency)
+
+    return alternate_wires(wire, clients, n, reps, "llmkit LiteLLMTransport", "req")
 
 
 def _profile(fake: RemoteFake, wire: str, n: int, concurrency: int) -> str:

@@ -31,14 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this tree's llmk
 from _common import (  # noqa: E402
     API_KEY,
     RemoteFake,
-    Timing,
+    alternate_wires,
     environment,
     markdown_table,
-    median,
     profile_report,
     quiet_litellm,
     section,
-    timed,
 )
 
 MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-sonnet-4-5"}
@@ -81,37 +79,10 @@ def _clients(fake: RemoteFake, wire: str, n: int, concurrency: int) -> dict[str,
 
 
 def _run(wire: str, n: int, concurrency: int, reps: int, fake: RemoteFake) -> list[list[Any]]:
-    for run in _clients(fake, wire, 50, concurrency).values():  # warm: imports, price map, pools
-        asyncio.run(run(-1))
-    clients = _clients(fake, wire, n, concurrency)
-    times: dict[str, list[Timing]] = {name: [] for name in clients}
-    for rep in range(reps):
-        for name, run in clients.items():
-            with timed() as t:
-                ok = asyncio.run(run(rep))
-            assert ok == n, f"{name}: {ok}/{n} streams answered"
-            times[name].append(t)
-            print(
-                f"  {wire} rep {rep} {name}: {n / t.wall_s:.0f} streams/s, {t.cpu_s / n * 1e3:.2f} CPU ms", flush=True
-            )
-    base = times["LiteLLMTransport (acompletion)"]
-    base_rps, base_cpu = median([n / t.wall_s for t in base]), median([t.cpu_s / n for t in base])
-    rows = []
-    for name, ts in times.items():
-        rps = [n / t.wall_s for t in ts]
-        cpu = [t.cpu_s / n * 1e3 for t in ts]
-        rows.append(
-            [
-                wire,
-                name,
-                f"{median(rps):.0f} ({min(rps):.0f}-{max(rps):.0f})",
-                f"{median(cpu):.2f} ({min(cpu):.2f}-{max(cpu):.2f})",
-                f"{median(rps) / base_rps:.2f}x",
-                f"{base_cpu * 1e3 / median(cpu):.2f}x",
-                f"{median([t.gc_s / n * 1e3 for t in ts]):.2f}",
-            ]
-        )
-    return rows
+    def clients(k: int) -> dict[str, Callable[[int], Awaitable[int]]]:
+        return _clients(fake, wire, k, concurrency)
+
+    return alternate_wires(wire, clients, n, reps, "LiteLLMTransport (acompletion)", "streams")
 
 
 def _profile(fake: RemoteFake, wire: str, n: int, concurrency: int) -> str:
